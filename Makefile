@@ -1,0 +1,75 @@
+# Developer interface. `make up` runs the service locally; `make test` runs the test suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# python3.13 from PATH, else pyenv's 3.13.x (the Lambda runtime is python3.13).
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13.*/bin/python3.13 2>/dev/null | tail -n 1)
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lock lint format test test-unit up down status invoke build validate bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create the Python 3.13 virtualenv with the dev extras
+$(STAMP): pyproject.toml layers/common/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it or pyenv install 3.13)"; exit 1; }
+	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	# The layer's pins constrain the venv, so tests run the versions Lambda will.
+	$(PY) -m uv pip install --quiet --python $(PY) -e '.[dev]' -c layers/common/requirements.txt
+	touch $@
+
+$(SAM): $(STAMP)
+	# SAM CLI lives in its own venv: its pins would otherwise fight the service's.
+	test -x $(SAM_VENV)/bin/python || $(PY) -m uv venv --quiet --python $(PYTHON313) $(SAM_VENV)
+	$(PY) -m uv pip install --quiet --python $(SAM_VENV)/bin/python aws-sam-cli
+	touch $@
+
+lock: $(STAMP) ## regenerate layers/common/requirements.txt from pyproject.toml
+	$(PY) scripts/layer_requirements.py
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(STAMP) $(SAM) ## run every test (starts and stops its own local stack)
+	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## unit tests only (no sockets)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+up: $(STAMP) ## start the local stack and gateway in the background; writes .local/stack.env
+	$(PY) -m localdev.stack up
+
+down: $(STAMP) ## stop everything `make up` started
+	$(PY) -m localdev.stack down
+
+status: $(STAMP) ## show what is running
+	$(PY) -m localdev.stack status
+
+invoke: $(STAMP) ## run one handler on one event: make invoke FN=HealthFunction EVENT=events/health.json
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
+	$(PY) -m localdev.invoke $(FN) $(EVENT)
+
+build: $(SAM) ## sam build (no Docker needed)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) build
+
+validate: $(SAM) ## sam validate --lint and cfn-lint
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+
+bench: build ## cold-start benchmark (writes its table to stdout; see docs/benchmarks.md)
+	$(PY) bench/coldstart.py
+
+clean: ## remove build output and local state (stop the stack first)
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

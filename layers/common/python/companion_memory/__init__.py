@@ -1,0 +1,1 @@
+"""Companion Memory: the code shared by every Lambda function (the common layer)."""

@@ -1,0 +1,14 @@
+"""DynamoDB: the sessions table (session records arrive with the memory and lifecycle issues)."""
+
+from typing import Any
+
+
+class DynamoDbProbe:
+    name = "dynamodb"
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table_name = table_name
+
+    def check(self) -> None:
+        self._client.describe_table(TableName=self._table_name)

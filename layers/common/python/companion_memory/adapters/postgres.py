@@ -1,0 +1,72 @@
+"""PostgreSQL through psycopg 3: a small per-process pool and transactions with local settings.
+
+Per-transaction settings use ``set_config(..., true)``: session-level ``SET`` would leak into the
+next request on a pooled connection and pin RDS Proxy connections.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+from companion_memory.config import PostgresSettings
+
+
+def conninfo_from(settings: PostgresSettings, secret: dict[str, Any] | None) -> str:
+    """Build the libpq conninfo: an explicit URL wins; otherwise the RDS-style secret JSON."""
+    if settings.database_url is not None:
+        return make_conninfo(
+            settings.database_url.get_secret_value(), connect_timeout=settings.db_connect_timeout_s
+        )
+    if secret is None:
+        raise ValueError("set DATABASE_URL or DB_SECRET_ARN")
+    return make_conninfo(
+        host=settings.db_host or secret["host"],
+        port=secret.get("port", 5432),
+        dbname=secret.get("dbname", settings.db_name),
+        user=secret["username"],
+        password=secret["password"],
+        sslmode="require" if settings.db_host else "prefer",
+        connect_timeout=settings.db_connect_timeout_s,
+    )
+
+
+class Database:
+    def __init__(self, conninfo: str, settings: PostgresSettings) -> None:
+        self._statement_timeout_ms = settings.db_statement_timeout_ms
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=settings.db_pool_max_size,
+            timeout=settings.db_connect_timeout_s,
+            # A Lambda sandbox may sit frozen for minutes (or be restored from a SnapStart snapshot):
+            # check each connection as it leaves the pool instead of trusting it.
+            check=ConnectionPool.check_connection,
+            open=False,
+        )
+        self._pool.open(wait=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (str(self._statement_timeout_ms),)
+            )
+            yield conn
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class PostgresProbe:
+    name = "postgres"
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def check(self) -> None:
+        with self._database.transaction() as conn:
+            conn.execute("SELECT 1")

@@ -1,0 +1,67 @@
+"""Settings, one pydantic model per function, built from mixins.
+
+Each model is parsed once per process (``settings_for``) from the environment the template sets.
+Nothing else in the code base reads ``os.environ``.
+"""
+
+from functools import cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    stage: str = Field(default="local", description="Deployment stage (dev, prod, local)")
+    service_name: str = Field(default="companion-memory", alias="POWERTOOLS_SERVICE_NAME")
+
+
+class PostgresSettings(_Base):
+    """Aurora through RDS Proxy in AWS (credentials from Secrets Manager); a plain URL locally."""
+
+    database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over the secret")
+    db_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the app role")
+    db_host: str | None = Field(default=None, description="RDS Proxy endpoint; overrides the secret's host")
+    db_name: str = "companion_memory"
+    db_connect_timeout_s: int = Field(default=3, ge=1, le=30)
+    db_statement_timeout_ms: int = Field(default=5_000, ge=100)
+    db_pool_max_size: int = Field(default=2, ge=1, le=20)
+
+
+class RedisSettings(_Base):
+    redis_url: SecretStr | None = Field(default=None, description="redis:// or rediss:// URL")
+    redis_secret_arn: str | None = Field(default=None, description="secret holding the AUTH password")
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_timeout_s: float = Field(default=0.5, gt=0, le=10)
+
+
+class AwsSettings(_Base):
+    aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
+    sessions_table: str = "companion-memory-sessions"
+    aws_timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+
+class HealthSettings(PostgresSettings, RedisSettings, AwsSettings):
+    health_check_timeout_s: float = Field(default=1.5, gt=0, le=10)
+
+
+class McpSettings(PostgresSettings, RedisSettings, AwsSettings):
+    # Host/Origin validation guards against DNS rebinding; the template passes the function URL
+    # and API hostnames, the local gateway its own 127.0.0.1:<port>.
+    mcp_allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:*", "localhost:*"])
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*"]
+    )
+
+
+class MigrateSettings(PostgresSettings):
+    """Migrations run as the schema owner, never as the application role."""
+
+    db_owner_secret_arn: str | None = Field(default=None, description="secret of the owner role")
+
+
+@cache
+def settings_for[S: _Base](model: type[S]) -> S:
+    return model()

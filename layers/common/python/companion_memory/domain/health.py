@@ -1,0 +1,47 @@
+"""Reachability of every backing service, probed in parallel with one overall deadline."""
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, TimeoutError, wait
+
+from companion_memory.models.health import DependencyHealth, HealthReport
+from companion_memory.ports import DependencyProbe
+
+
+class HealthService:
+    def __init__(self, probes: Sequence[DependencyProbe], timeout_s: float) -> None:
+        self._probes = probes
+        self._timeout_s = timeout_s
+        # Probes run side by side so one slow dependency costs the deadline once, not per probe.
+        self._executor = ThreadPoolExecutor(max_workers=max(1, len(probes)), thread_name_prefix="health")
+
+    def check(self) -> HealthReport:
+        started = time.perf_counter()
+        futures = {probe.name: self._executor.submit(_timed, probe) for probe in self._probes}
+        wait(futures.values(), timeout=self._timeout_s)
+        results: dict[str, DependencyHealth] = {}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result(timeout=0)
+            except TimeoutError:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                results[name] = DependencyHealth(
+                    status="down", latency_ms=round(elapsed_ms, 1), error=f"timed out after {self._timeout_s}s"
+                )
+        status = "ok" if all(r.status == "up" for r in results.values()) else "degraded"
+        return HealthReport(status=status, dependencies=results)
+
+
+def _timed(probe: DependencyProbe) -> DependencyHealth:
+    started = time.perf_counter()
+    try:
+        probe.check()
+    except Exception as exc:  # a probe reports any failure as "down"; the type name is enough to act on
+        return DependencyHealth(
+            status="down", latency_ms=_ms_since(started), error=type(exc).__name__
+        )
+    return DependencyHealth(status="up", latency_ms=_ms_since(started))
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

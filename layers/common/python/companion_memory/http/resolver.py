@@ -1,0 +1,47 @@
+"""The Powertools resolver every REST function uses, with the one error→response mapping."""
+
+from http import HTTPStatus
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from companion_memory.errors import INTERNAL_ERROR_BODY, CompanionMemoryError, ValidationFailed
+from companion_memory.observability import logger
+
+
+def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response[object]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def build_resolver() -> APIGatewayHttpResolver:
+    # enable_validation: request/response models are checked and the OpenAPI document is generated
+    # from the same route declarations.
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(CompanionMemoryError)
+    def _domain_error(error: CompanionMemoryError) -> Response[object]:
+        logger.info("request failed", extra={"error_code": error.code, "status": error.status})
+        return json_response(error.status, error.to_body(), error.headers())
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response[object]:
+        problems = [
+            {"location": ".".join(str(p) for p in item.get("loc", ())), "problem": item.get("msg", "")}
+            for item in error.errors()
+        ]
+        return _domain_error(ValidationFailed("The request is not valid", details={"problems": problems}))
+
+    @app.not_found
+    def _no_route(_: NotFoundError) -> Response[object]:
+        return json_response(
+            HTTPStatus.NOT_FOUND, {"error": {"code": "route_not_found", "message": "No such route", "retryable": False}}
+        )
+
+    @app.exception_handler(Exception)
+    def _unexpected(_: Exception) -> Response[object]:
+        # The trace goes to the log (with the request id), never to the caller.
+        logger.exception("unhandled error")
+        return json_response(HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_BODY)
+
+    return app
