@@ -22,8 +22,10 @@ class PostgresSettings(_Base):
 
     database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over the secret")
     db_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the app role")
-    db_host: str | None = Field(default=None, description="RDS Proxy endpoint; overrides the secret's host")
+    db_host: str | None = Field(default=None, description="RDS Proxy (or cluster) endpoint")
+    db_port: int = 5432
     db_name: str = "companion_memory"
+    db_sslmode: str = Field(default="require", description="libpq sslmode; the local stack sets disable")
     db_connect_timeout_s: int = Field(default=3, ge=1, le=30)
     db_statement_timeout_ms: int = Field(default=5_000, ge=100)
     db_pool_max_size: int = Field(default=2, ge=1, le=20)
@@ -59,7 +61,11 @@ class McpSettings(PostgresSettings, RedisSettings, AwsSettings):
 class MigrateSettings(PostgresSettings):
     """Migrations run as the schema owner, never as the application role."""
 
+    database_owner_url: SecretStr | None = Field(default=None, description="owner libpq URL; wins")
     db_owner_secret_arn: str | None = Field(default=None, description="secret of the owner role")
+    app_db_secret_arn: str | None = Field(
+        default=None, description="secret whose username/password the application role is given"
+    )
 
 
 @cache

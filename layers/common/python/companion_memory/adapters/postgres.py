@@ -11,27 +11,34 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
+from pydantic import SecretStr
 
-from companion_memory.config import PostgresSettings
+from companion_memory.config import MigrateSettings, PostgresSettings
 
 
 def conninfo_from(settings: PostgresSettings, secret: dict[str, Any] | None) -> str:
     """Build the libpq conninfo: an explicit URL wins; otherwise the RDS-style secret JSON."""
-    if settings.database_url is not None:
-        return make_conninfo(
-            settings.database_url.get_secret_value(), connect_timeout=settings.db_connect_timeout_s
-        )
+    return _conninfo(settings, settings.database_url, secret)
+
+
+def _conninfo(settings: PostgresSettings, url: SecretStr | None, secret: dict[str, Any] | None) -> str:
+    if url is not None:
+        return make_conninfo(url.get_secret_value(), connect_timeout=settings.db_connect_timeout_s)
     if secret is None:
-        raise ValueError("set DATABASE_URL or DB_SECRET_ARN")
+        raise ValueError("no database URL and no credentials secret configured")
     return make_conninfo(
         host=settings.db_host or secret["host"],
-        port=secret.get("port", 5432),
-        dbname=secret.get("dbname", settings.db_name),
+        port=settings.db_port if settings.db_host else secret.get("port", settings.db_port),
+        dbname=settings.db_name,
         user=secret["username"],
         password=secret["password"],
-        sslmode="require" if settings.db_host else "prefer",
+        sslmode=settings.db_sslmode,
         connect_timeout=settings.db_connect_timeout_s,
     )
+
+
+def owner_conninfo_from(settings: MigrateSettings, secret: dict[str, Any] | None) -> str:
+    return _conninfo(settings, settings.database_owner_url, secret)
 
 
 class Database:

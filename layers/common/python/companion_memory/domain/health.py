@@ -26,7 +26,9 @@ class HealthService:
             except TimeoutError:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 results[name] = DependencyHealth(
-                    status="down", latency_ms=round(elapsed_ms, 1), error=f"timed out after {self._timeout_s}s"
+                    status="down",
+                    latency_ms=round(elapsed_ms, 1),
+                    error=f"timed out after {self._timeout_s}s",
                 )
         status = "ok" if all(r.status == "up" for r in results.values()) else "degraded"
         return HealthReport(status=status, dependencies=results)
@@ -37,9 +39,7 @@ def _timed(probe: DependencyProbe) -> DependencyHealth:
     try:
         probe.check()
     except Exception as exc:  # a probe reports any failure as "down"; the type name is enough to act on
-        return DependencyHealth(
-            status="down", latency_ms=_ms_since(started), error=type(exc).__name__
-        )
+        return DependencyHealth(status="down", latency_ms=_ms_since(started), error=type(exc).__name__)
     return DependencyHealth(status="up", latency_ms=_ms_since(started))
 
 

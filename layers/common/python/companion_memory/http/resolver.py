@@ -11,7 +11,9 @@ from companion_memory.observability import logger
 
 
 def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response[object]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
 
 
 def build_resolver() -> APIGatewayHttpResolver:
@@ -35,7 +37,8 @@ def build_resolver() -> APIGatewayHttpResolver:
     @app.not_found
     def _no_route(_: NotFoundError) -> Response[object]:
         return json_response(
-            HTTPStatus.NOT_FOUND, {"error": {"code": "route_not_found", "message": "No such route", "retryable": False}}
+            HTTPStatus.NOT_FOUND,
+            {"error": {"code": "route_not_found", "message": "No such route", "retryable": False}},
         )
 
     @app.exception_handler(Exception)
