@@ -3,6 +3,7 @@
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from companion_memory import wiring
 from companion_memory.config import HealthSettings, settings_for
 from companion_memory.http.resolver import build_resolver, json_response
