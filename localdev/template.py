@@ -38,12 +38,32 @@ def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Int
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
+# API Gateway's defaults for an HttpApi Lambda authorizer without ReauthorizeEvery.
+DEFAULT_AUTHORIZER_TTL_SECONDS = 300
+# Lambda's defaults when neither the function nor Globals say otherwise.
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """An HttpApi Lambda authorizer as SAM declares it under ``Auth.Authorizers.<name>``."""
+
+    name: str
+    function: str  # logical id of the authorizer function
+    identity_sources: tuple[str, ...] = ()  # e.g. $request.header.Authorization
+    ttl_seconds: int = DEFAULT_AUTHORIZER_TTL_SECONDS  # 0 disables the cache
+    payload_format: str = "2.0"
+    simple_responses: bool = False
+
+
 @dataclass(frozen=True)
 class Route:
     function: str  # logical id
     method: str  # upper case, or ANY
-    path: str  # API Gateway path, e.g. /companions/{companion_id}
+    path: str  # API Gateway path, e.g. /companions/{companion_id}, or $default
     authorizer: str | None  # logical id of the Lambda authorizer guarding it, or None
+    auth: Authorizer | None = None  # the authorizer's full configuration (the local gateway runs it)
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,9 @@ class Function:
     environment: dict[str, Any] = field(default_factory=dict)
     function_url: bool = False
     schedules: tuple[dict[str, Any], ...] = ()
+    memory_size: int = DEFAULT_MEMORY_MB
+    timeout: int = DEFAULT_TIMEOUT_SECONDS
+    function_url_auth_type: str | None = None  # NONE or AWS_IAM when the function has a URL
 
     @property
     def handler_file(self) -> Path:
@@ -100,6 +123,9 @@ def load(path: Path = TEMPLATE) -> Template:
             handler=props.get("Handler", globals_.get("Handler", "app.lambda_handler")),
             environment=environment,
             function_url="FunctionUrlConfig" in props,
+            function_url_auth_type=props.get("FunctionUrlConfig", {}).get("AuthType"),
+            memory_size=_literal_int(props.get("MemorySize", globals_.get("MemorySize")), DEFAULT_MEMORY_MB),
+            timeout=_literal_int(props.get("Timeout", globals_.get("Timeout")), DEFAULT_TIMEOUT_SECONDS),
             schedules=tuple(
                 event.get("Properties", {})
                 for event in events.values()
@@ -110,19 +136,21 @@ def load(path: Path = TEMPLATE) -> Template:
             if event.get("Type") != "HttpApi":
                 continue
             event_props = event.get("Properties", {})
+            auth = _authorizer_for(event_props, apis)
             routes.append(
                 Route(
                     function=name,
                     method=str(event_props.get("Method", "ANY")).upper(),
                     path=event_props["Path"],
-                    authorizer=_authorizer_for(event_props, apis),
+                    authorizer=auth.function if auth else None,
+                    auth=auth,
                 )
             )
     return Template(raw=raw, functions=functions, routes=tuple(routes))
 
 
-def _authorizer_for(event_props: dict[str, Any], apis: dict[str, dict[str, Any]]) -> str | None:
-    """The Lambda authorizer's function logical id for a route, following SAM's defaulting rules."""
+def _authorizer_for(event_props: dict[str, Any], apis: dict[str, dict[str, Any]]) -> Authorizer | None:
+    """The Lambda authorizer guarding a route, following SAM's defaulting rules."""
     api_ref = event_props.get("ApiId")  # routes without ApiId join SAM's implicit API, which has no auth
     api = apis.get(api_ref.value, {}) if isinstance(api_ref, Intrinsic) else {}
     auth = api.get("Properties", {}).get("Auth", {})
@@ -131,10 +159,30 @@ def _authorizer_for(event_props: dict[str, Any], apis: dict[str, dict[str, Any]]
         return None
     authorizer = auth.get("Authorizers", {}).get(chosen, {})
     arn = authorizer.get("FunctionArn")
-    if isinstance(arn, Intrinsic) and arn.tag == "GetAtt":
-        target = arn.value if isinstance(arn.value, str) else ".".join(arn.value)
-        return target.split(".")[0]
-    raise ValueError(f"authorizer {chosen!r} is not a Lambda authorizer of this template")
+    if not (isinstance(arn, Intrinsic) and arn.tag == "GetAtt"):
+        raise ValueError(f"authorizer {chosen!r} is not a Lambda authorizer of this template")
+    target = arn.value if isinstance(arn.value, str) else ".".join(arn.value)
+    identity = authorizer.get("Identity", {})
+    # SAM's Identity block becomes API Gateway identity-source expressions.
+    sources = (
+        *(f"$request.header.{h}" for h in identity.get("Headers", ())),
+        *(f"$request.querystring.{q}" for q in identity.get("QueryStrings", ())),
+        *(f"$context.{c}" for c in identity.get("Context", ())),
+        *(f"$stageVariables.{v}" for v in identity.get("StageVariables", ())),
+    )
+    return Authorizer(
+        name=chosen,
+        function=target.split(".")[0],
+        identity_sources=sources,
+        ttl_seconds=_literal_int(identity.get("ReauthorizeEvery"), DEFAULT_AUTHORIZER_TTL_SECONDS),
+        payload_format=str(authorizer.get("AuthorizerPayloadFormatVersion", "2.0")),
+        simple_responses=bool(authorizer.get("EnableSimpleResponses", False)),
+    )
+
+
+def _literal_int(value: Any, default: int) -> int:
+    """A literal integer property; a computed one (!Ref, !If...) is only known in AWS, so the default."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 @cache
