@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("event", type=Path, help="event file, e.g. events/health/get.json")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="SAM template (template.yaml)")
     parser.add_argument("--verbose", action="store_true", help="print the traceback when the handler raises")
+    parser.add_argument("--env-file", type=Path, default=STACK_ENV, help="KEY=value file (.local/stack.env)")
     args = parser.parse_args(argv)
 
     template = load(args.template)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             f"no function {args.function!r} in the template; one of: {', '.join(template.functions)}"
         )
     event = json.loads(args.event.read_text())
-    load_env_file(STACK_ENV)
+    load_env_file(args.env_file)
     region = os.environ.get("AWS_REGION", DEFAULT_REGION)
     try:
         # stdout carries only the answer: the handler's logs (Powertools writes to stdout) go to stderr.
