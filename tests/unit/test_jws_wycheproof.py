@@ -1,9 +1,9 @@
 """Google Wycheproof JSON Web Signature vectors against our verifier (``tokens.verify_signature``).
 
 Each group carries a key and tokens marked valid or invalid. We pin the verifier to the group's key and the
-algorithm that key implies. Our verifier only loads keys of the algorithms we sign with (ES256, EdDSA) and only
-keys meant for signatures; for any other group (RSA, HMAC, P-521, encryption keys) loading the key must fail, and
-the token must still be rejected by an ES256-pinned key set that maps the token's own ``kid`` to one of our keys.
+algorithm that key implies. Our verifier loads only signature keys of the algorithms we sign with (ES256,
+EdDSA); for any other group (RSA, HMAC, P-521, encryption keys) loading the key must fail, and the token must
+still be rejected by an ES256-pinned key set mapping the token's own ``kid`` to our key.
 So: every "invalid" case is rejected; a "valid" case is accepted exactly when its algorithm is one we pin.
 """
 
@@ -28,7 +28,10 @@ from companion_memory.errors import ValidationFailed
 VECTORS = Path(__file__).parents[3] / "shared" / "testdata" / "json_web_signature_test.json"
 
 if not VECTORS.is_file():
-    pytest.skip(f"Wycheproof JWS vectors not found at {VECTORS} (clone shared/ beside the repo)", allow_module_level=True)
+    pytest.skip(
+        f"Wycheproof JWS vectors not found at {VECTORS} (clone shared/ beside the repo)",
+        allow_module_level=True,
+    )
 
 SUITE = "wycheproof JWS"
 DATA: dict[str, Any] = json.loads(VECTORS.read_text())
@@ -91,4 +94,5 @@ def test_vector(group: dict[str, Any], case: dict[str, Any], security_cases: Rec
     # Then it is rejected all the same
     with pytest.raises(InvalidToken):
         verify_signature(case["jws"], alias, ["ES256"])
-    security_cases(SUITE, "rejected (valid, algorithm not pinned)" if valid else "rejected (invalid, key refused)")
+    outcome = "rejected (valid, algorithm not pinned)" if valid else "rejected (invalid, key refused)"
+    security_cases(SUITE, outcome)
