@@ -1,0 +1,124 @@
+"""Every sample event in events/ runs through `python -m localdev.invoke` against the local stack.
+
+The files are globbed, so a new one is picked up; each needs an expectation in CHECKS, so none is added
+without saying what it should do.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localdev.template import ROOT, default
+
+pytestmark = pytest.mark.integration
+
+EVENTS = ROOT / "events"
+EVENT_FILES = sorted(EVENTS.rglob("*.json"))
+
+
+class CloudFormation:
+    """Stands in for the presigned ResponseURL: records the custom resource's PUT."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/response?X-Amz-Signature=test"
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[CloudFormation]:
+    cfn = CloudFormation()
+    thread = threading.Thread(target=cfn.server.serve_forever, daemon=True)
+    thread.start()
+    yield cfn
+    cfn.server.shutdown()
+    cfn.server.server_close()
+
+
+def _json_body(answer: dict[str, Any]) -> Any:
+    return json.loads(answer["body"])
+
+
+def _health_is_ok(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 200, answer
+    body = _json_body(answer)
+    assert body["status"] == "ok"
+    assert all(dependency["status"] == "up" for dependency in body["dependencies"].values())
+
+
+def _mcp_initializes(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 200, answer
+    result = _json_body(answer)["result"]
+    assert result["protocolVersion"] == "2025-11-25"
+    assert result["serverInfo"]["name"] == "companion-memory"
+    assert "tools" in result["capabilities"]
+
+
+def _mcp_get_is_405(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 405, answer
+    assert "POST" in {key.lower(): value for key, value in answer["headers"].items()}["allow"]
+
+
+def _migrations_succeed(answer: Any, cfn: CloudFormation) -> None:
+    assert answer is None  # a custom resource answers CloudFormation, not its caller
+    assert len(cfn.bodies) == 1
+    response = cfn.bodies[0]
+    assert response["Status"] == "SUCCESS", response
+    assert response["LogicalResourceId"] == "Migrations"
+    assert response["RequestId"] == "7c6f1e2a-3b4d-4c5e-8f9a-0b1c2d3e4f50"
+    assert isinstance(response["Data"]["Version"], int)
+
+
+# events/ file -> what its handler must answer
+CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
+    "health/get.json": _health_is_ok,
+    "mcp/url-initialize.json": _mcp_initializes,
+    "mcp/api-get.json": _mcp_get_is_405,
+    "migrate/create.json": _migrations_succeed,
+}
+
+
+def _function_for(path: Path) -> str:
+    code = ROOT / "functions" / path.relative_to(EVENTS).parts[0]
+    return next(f.logical_id for f in default().functions.values() if f.code_uri == code)
+
+
+@pytest.mark.parametrize("path", EVENT_FILES, ids=lambda p: str(p.relative_to(EVENTS)))
+def test_each_sample_event_gets_the_expected_answer(
+    path: Path, stack: object, cloudformation: CloudFormation, tmp_path: Path
+) -> None:
+    name = str(path.relative_to(EVENTS))
+    assert name in CHECKS, f"events/{name} has no expectation in CHECKS"
+    event = json.loads(path.read_text())
+    if "ResponseURL" in event:  # CloudFormation's presigned URL becomes the local recorder
+        event["ResponseURL"] = cloudformation.url
+        path = tmp_path / path.name
+        path.write_text(json.dumps(event))
+    # The stack fixture's environment is the one to use, not a developer's .local/stack.env.
+    command = [sys.executable, "-m", "localdev.invoke", _function_for(Path(EVENTS / name)), str(path)]
+    command += ["--env-file", str(tmp_path / "no-stack.env"), "--verbose"]
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env=os.environ.copy(), cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    CHECKS[name](json.loads(run.stdout), cloudformation)
