@@ -455,6 +455,18 @@ class Stack:
             )
 
 
+@dataclass(frozen=True)
+class Running:
+    """A started stack and its environment: what the test suite's ``stack`` fixture yields."""
+
+    stack: Stack
+    env: dict[str, str]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack.state_dir
+
+
 def _print_status(statuses: list[ServiceStatus]) -> None:
     for service in statuses:
         ports = ",".join(str(port) for port in service.ports) or "-"

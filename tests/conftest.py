@@ -1,0 +1,92 @@
+"""Session wiring: markers by folder, and the test suite's own local stack for integration and e2e tests.
+
+The stack lives in ``.local/test-stack/`` with its own ports and data, so it runs beside a developer's
+``make up`` stack. It starts only when a test asks for the ``stack`` fixture (unit tests never do) and
+stops when the session ends, also on failure, Ctrl-C or SIGTERM. Its PostgreSQL data is kept between
+sessions for speed, and discarded whenever a migration file changed since it was made (an edited
+migration could not be re-applied over the old schema). ``COMPANION_TEST_STACK_FRESH=1`` always
+starts from nothing.
+"""
+
+import hashlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from localdev.stack import Running
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+TEST_STATE_DIR = ROOT / ".local" / "test-stack"
+MIGRATIONS = ROOT / "migrations"
+_FINGERPRINT = "migrations.sha256"
+_MARK_BY_FOLDER = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if folder in _MARK_BY_FOLDER:
+            item.add_marker(_MARK_BY_FOLDER[folder])
+
+
+def _migrations_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(MIGRATIONS.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(MIGRATIONS).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _reset_process_caches() -> None:
+    """Clients and settings built from the previous environment must not outlive it."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from companion_memory import wiring
+    from companion_memory.config import settings_for
+
+    wiring.reset()
+    settings_for.cache_clear()
+    parameters.clear_caches()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator["Running"]:
+    from localdev.stack import Running, Stack  # here, not at the top: unit-only sessions never load it
+
+    local = Stack(TEST_STATE_DIR)
+    fingerprint = _migrations_fingerprint()
+    recorded = TEST_STATE_DIR / _FINGERPRINT
+    stale = not recorded.exists() or recorded.read_text() != fingerprint
+    if stale or os.environ.get("COMPANION_TEST_STACK_FRESH") == "1":
+        local.down(purge=True)
+    saved_env = dict(os.environ)
+    # A CI timeout sends SIGTERM: turn it into the same unwinding as Ctrl-C, so the stack stops.
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        env = local.up()
+        recorded.write_text(fingerprint)
+        os.environ.update(env)
+        _reset_process_caches()
+        yield Running(local, env)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        _reset_process_caches()
+        try:
+            local.down()
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
