@@ -156,7 +156,7 @@ def copy_without_bytecode(source: Path, destination: Path, skip: tuple[str, ...]
     )
 
 
-def layout_difference(artifact: Path, bench: Path) -> tuple[int, int, int]:
+def layout_difference(artifact: Path, bench: Path) -> tuple[int, list[str], int]:
     """(files compared, files differing, files only on one side), native libraries and wheel tags aside."""
 
     def comparable(root: Path) -> dict[str, Path]:
@@ -170,7 +170,7 @@ def layout_difference(artifact: Path, bench: Path) -> tuple[int, int, int]:
 
     left, right = comparable(artifact), comparable(bench)
     common = left.keys() & right.keys()
-    differing = sum(1 for name in common if left[name].read_bytes() != right[name].read_bytes())
+    differing = sorted(name for name in common if left[name].read_bytes() != right[name].read_bytes())
     return len(common), differing, len(left.keys() ^ right.keys())
 
 
@@ -322,9 +322,11 @@ def main() -> int:
         f"Python {platform.python_version()}; {args.runs} runs per row after one discarded warm-up round."
     )
     print(
-        f"Bench layer vs built artifact: {compared} files compared, {differing} differ, "
+        f"Bench layer vs built artifact: {compared} files compared, {len(differing)} differ, "
         f"{one_sided} on one side only (native libraries and wheel tags excluded)."
     )
+    if differing:
+        print(f"Differing: {', '.join(differing[:8])}{' ...' if len(differing) > 8 else ''}")
     print()
     print(summarise(subjects))
     return 0
