@@ -1,4 +1,4 @@
-"""Authentication and authorisation: JWT issue/verify (``tokens``), later API keys, principals and scopes.
+"""Authentication and authorisation: JWT issue/verify (``tokens``); later API keys, principals and scopes.
 
-Pure code only: key material arrives as objects (PEM/JWK already fetched by an adapter), the clock is passed in.
+Pure code: key material arrives as objects (PEM/JWK fetched by an adapter) and the clock is passed in.
 """

@@ -510,9 +510,8 @@ def _checked_header(
     segments = token.split(".")
     if len(segments) != 3:
         _reject("not_compact_jws")
-    for segment in segments:
-        _check_b64url(segment)
-    header = _strict_json(_b64url_decode(segments[0]), what="header")
+    raw_header, _, _ = (_b64url_decode(segment) for segment in segments)
+    header = _strict_json(raw_header, what="header")
     if not isinstance(header, dict):
         _reject("header_not_object")
     unexpected = header.keys() - _ALLOWED_HEADERS
@@ -536,14 +535,11 @@ def _checked_header(
     return header, key
 
 
-def _check_b64url(segment: str) -> None:
+def _b64url_decode(segment: str) -> bytes:
     # Strict base64url (RFC 7515 §2): no padding, no foreign characters, canonical trailing bits. A lenient
-    # decoder would accept many spellings of one signature (malleable tokens, cache-key confusion).
+    # decoder would accept many spellings of one token (malleable tokens, cache-key confusion).
     if len(segment) % 4 == 1 or not _B64URL_ALPHABET.issuperset(segment.encode()):
         _reject("bad_base64url")
-
-
-def _b64url_decode(segment: str) -> bytes:
     try:
         raw = urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
