@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jwt.algorithms import ECAlgorithm
 from jwt.utils import der_to_raw_signature
 
 from companion_memory.auth.tokens import (
@@ -110,8 +111,12 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {name: value for name, value in base.items() if value is not ...}
 
 
-OURS_EC = OURS.private_key
-assert isinstance(OURS_EC, ec.EllipticCurvePrivateKey)
+def _ec_private_key(key: SigningKey) -> ec.EllipticCurvePrivateKey:
+    assert isinstance(key.private_key, ec.EllipticCurvePrivateKey)
+    return key.private_key
+
+
+OURS_EC = _ec_private_key(OURS)
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -209,7 +214,11 @@ ATTACKS = [
     # headers that would make a verifier fetch or trust a key named by the token
     Attack(
         "embedded jwk, attacker key, our kid",
-        forge(header(jwk={"kty": "EC", "crv": "P-256", "kid": KID}), claims(), es256(ATTACKER)),
+        forge(
+            header(jwk={**ECAlgorithm.to_jwk(ATTACKER.public_key(), as_dict=True), "kid": KID}),
+            claims(),
+            es256(ATTACKER),
+        ),
         "forbidden_header:jwk",
     ),
     Attack(
