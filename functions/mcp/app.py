@@ -5,14 +5,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from companion_memory.config import McpSettings, settings_for
 from companion_memory.mcp.lambda_bridge import AsgiLambdaBridge
-from companion_memory.mcp.server import build_asgi_app
+from companion_memory.mcp.server import McpHttpApp
 from companion_memory.observability import logger, metrics, tracer
 
-bridge = AsgiLambdaBridge(build_asgi_app(settings_for(McpSettings)))
+mcp_app = McpHttpApp(settings_for(McpSettings))
+bridge = AsgiLambdaBridge(mcp_app.asgi)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    mcp_app.trust_routed_domain(event["requestContext"].get("domainName", ""))
     return bridge.handle(event, context)

@@ -21,7 +21,7 @@ LOCAL_ENV_FILE = Path(".local/stack.env")
 
 
 def _migrate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
-    return migrations.migrate(MigrateSettings(_env_file=env_file))  # type: ignore[call-arg]
+    return migrations.migrate(MigrateSettings(_env_file=env_file))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo
 from companion_memory.adapters.redis import RedisProbe, redis_client
 from companion_memory.config import AwsSettings, HealthSettings, PostgresSettings, RedisSettings, settings_for
 from companion_memory.domain.health import HealthService
+from companion_memory.ports import DependencyProbe
 
 
 @cache
@@ -42,7 +43,7 @@ def aws_client(service: str) -> Any:
 @cache
 def health_service() -> HealthService:
     settings = settings_for(HealthSettings)
-    probes = [
+    probes: list[DependencyProbe] = [
         PostgresProbe(database()),
         RedisProbe(redis_connection()),
         DynamoDbProbe(aws_client("dynamodb"), settings.sessions_table),

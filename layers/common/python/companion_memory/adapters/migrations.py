@@ -87,7 +87,9 @@ def apply(conninfo: str, migrations: list[Migration]) -> list[Migration]:
                        checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            applied = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            applied: dict[int, str] = dict(
+                conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+            )
             for migration in migrations:
                 if migration.version in applied and applied[migration.version] != migration.checksum:
                     raise MigrationError(

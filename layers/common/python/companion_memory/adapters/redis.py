@@ -1,28 +1,34 @@
-"""Redis (ElastiCache Serverless in AWS: TLS and AUTH; plain redis-server locally)."""
+"""Redis (ElastiCache Serverless in AWS: TLS and RBAC; plain redis-server locally)."""
 
 import redis
 
 from companion_memory.config import RedisSettings
 
+_HEALTH_CHECK_INTERVAL_S = 30
+
 
 def redis_client(settings: RedisSettings, credentials: dict[str, str] | None) -> "redis.Redis":
     """A URL (local) or ElastiCache host + RBAC user from the secret ``{"username", "password"}``."""
-    options = {
-        "socket_timeout": settings.redis_timeout_s,
-        "socket_connect_timeout": settings.redis_timeout_s,
-        "health_check_interval": 30,
-    }
+    timeout = settings.redis_timeout_s
     if settings.redis_url is not None:
-        return redis.Redis.from_url(settings.redis_url.get_secret_value(), **options)  # type: ignore[arg-type]
+        return redis.Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=_HEALTH_CHECK_INTERVAL_S,
+        )
     if settings.redis_host is None:
         raise ValueError("set REDIS_URL or REDIS_HOST")
+    credentials = credentials or {}
     return redis.Redis(
         host=settings.redis_host,
         port=settings.redis_port,
-        username=(credentials or {}).get("username"),
-        password=(credentials or {}).get("password"),
+        username=credentials.get("username"),
+        password=credentials.get("password"),
         ssl=True,
-        **options,  # type: ignore[arg-type]
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=_HEALTH_CHECK_INTERVAL_S,
     )
 
 

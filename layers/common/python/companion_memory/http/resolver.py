@@ -16,6 +16,11 @@ def json_response(status: int, body: object, headers: dict[str, str] | None = No
     )
 
 
+def error_response(error: CompanionMemoryError) -> Response[object]:
+    logger.info("request failed", extra={"error_code": error.code, "status": error.status})
+    return json_response(error.status, error.to_body(), error.headers())
+
+
 def build_resolver() -> APIGatewayHttpResolver:
     # enable_validation: request/response models are checked and the OpenAPI document is generated
     # from the same route declarations.
@@ -23,8 +28,7 @@ def build_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(CompanionMemoryError)
     def _domain_error(error: CompanionMemoryError) -> Response[object]:
-        logger.info("request failed", extra={"error_code": error.code, "status": error.status})
-        return json_response(error.status, error.to_body(), error.headers())
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response[object]:
@@ -32,7 +36,7 @@ def build_resolver() -> APIGatewayHttpResolver:
             {"location": ".".join(str(p) for p in item.get("loc", ())), "problem": item.get("msg", "")}
             for item in error.errors()
         ]
-        return _domain_error(ValidationFailed("The request is not valid", details={"problems": problems}))
+        return error_response(ValidationFailed("The request is not valid", details={"problems": problems}))
 
     @app.not_found
     def _no_route(_: NotFoundError) -> Response[object]:

@@ -10,13 +10,14 @@ safe when several threads call it (the local gateway does).
 import asyncio
 import json
 import threading
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.handlers import HTTPGateway
 from mangum.protocols import HTTPCycle
 from mangum.types import LambdaConfig
+from mangum.types import LambdaContext as MangumContext
 from starlette.applications import Starlette
 
 _STARTUP_TIMEOUT_S = 10
@@ -54,7 +55,7 @@ class AsgiLambdaBridge:
                 {"error": {"code": "method_not_allowed", "message": f"{method} is not supported"}},
                 {"allow": ", ".join(sorted(self._allowed_methods))},
             )
-        gateway = HTTPGateway(event, context, self._config)
+        gateway = HTTPGateway(event, cast(MangumContext, context), self._config)
         cycle = HTTPCycle(gateway.scope, gateway.body)
         budget_s = max(context.get_remaining_time_in_millis() - _DEADLINE_MARGIN_MS, 1_000) / 1000
         future = asyncio.run_coroutine_threadsafe(cycle.run(self._app), self._loop)

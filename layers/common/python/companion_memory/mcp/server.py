@@ -19,13 +19,25 @@ def build_server() -> MCPServer:
     return MCPServer(name=SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
 
 
-def build_asgi_app(settings: McpSettings) -> Starlette:
-    # Host/Origin checks stay on (DNS-rebinding protection): the template lists the real hostnames.
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=settings.mcp_allowed_hosts,
-        allowed_origins=settings.mcp_allowed_origins,
-    )
-    return build_server().streamable_http_app(
-        stateless_http=True, json_response=True, transport_security=security
-    )
+class McpHttpApp:
+    """The SDK's ASGI app with Host/Origin validation (DNS-rebinding protection) kept on."""
+
+    def __init__(self, settings: McpSettings) -> None:
+        self._security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=list(settings.mcp_allowed_hosts),
+            allowed_origins=list(settings.mcp_allowed_origins),
+        )
+        self.asgi: Starlette = build_server().streamable_http_app(
+            stateless_http=True, json_response=True, transport_security=self._security
+        )
+
+    def trust_routed_domain(self, domain_name: str) -> None:
+        """Accept the domain AWS routed a request by (``requestContext.domainName``).
+
+        AWS sets it from its own routing (function URL, API or custom domain), not from the client,
+        and a function URL's host cannot be configured ahead of time (it exists only once the
+        function does). Hosts are only ever added, and the SDK reads this list per request.
+        """
+        if domain_name and domain_name not in self._security.allowed_hosts:
+            self._security.allowed_hosts.append(domain_name)
