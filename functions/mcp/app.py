@@ -13,7 +13,7 @@ bridge = AsgiLambdaBridge(mcp_app.asgi)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     mcp_app.trust_routed_domain(event["requestContext"].get("domainName", ""))

@@ -6,6 +6,10 @@ Unix socket pairs stay allowed because asyncio's event loop uses one to wake its
 import pytest
 from pytest_socket import disable_socket, enable_socket
 
+# The X-Ray recorder behind Powertools' Tracer opens its (UDP, never used here) emitter socket when
+# first imported; let that happen before sockets are switched off.
+import companion_memory.observability  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _no_network() -> object:

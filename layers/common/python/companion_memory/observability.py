@@ -7,5 +7,7 @@ template sets in Globals, so these objects need no arguments.
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
-tracer = Tracer()
+# Patch only the AWS SDK: auto-patching every library X-Ray knows costs init time for clients we
+# either do not use or trace ourselves.
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
