@@ -64,6 +64,15 @@ def is_running(pid: int | None, marker: str) -> bool:
     return state not in ("Z", "X") and marker in cmdline
 
 
+def identity(pid: int) -> str | None:
+    """``pid-starttime``: names one process for good, even after its pid is recycled."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] in ("Z", "X") else f"{pid}-{fields[19]}"
+
+
 def read_pid(pidfile: Path) -> int | None:
     try:
         return int(pidfile.read_text().split()[0])
@@ -126,6 +135,9 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
 
 def port_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves bind: connections of a stopped server lingering in TIME_WAIT
+        # must not make its port look taken (it would move on every restart).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as error:

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,48 @@ class Stack:
             if purge:
                 self._purge(state)
 
+    @contextlib.contextmanager
+    def shared(self, discard_data: Callable[[], bool] = lambda: False) -> Iterator[dict[str, str]]:
+        """Use the stack together with other processes (parallel test sessions, xdist workers).
+
+        Each user holds a lease; the first one starts the stack, the last one to leave stops it, and
+        leases of processes that died without leaving are ignored. ``discard_data`` is asked only
+        when nobody else is using the stack: true means start from an empty database.
+        """
+        leases = self.state_dir / "leases"
+        mine = leases / (procs.identity(os.getpid()) or str(os.getpid()))
+        with self._locked(".leases.lock"):
+            if not self._live_leases(leases) and discard_data():
+                self.down(purge=True)
+            leases.mkdir(parents=True, exist_ok=True)
+            mine.touch()
+            try:
+                env = self.up()
+            except BaseException:
+                self._leave(leases, mine)
+                raise
+        try:
+            yield env
+        finally:
+            with self._locked(".leases.lock"):
+                self._leave(leases, mine)
+
+    def _leave(self, leases: Path, mine: Path) -> None:
+        mine.unlink(missing_ok=True)
+        if not self._live_leases(leases):
+            self.down()
+
+    @staticmethod
+    def _live_leases(leases: Path) -> list[Path]:
+        live = []
+        for lease in leases.glob("*") if leases.exists() else ():
+            pid = lease.name.split("-", 1)[0]
+            if pid.isdigit() and procs.identity(int(pid)) == lease.name:
+                live.append(lease)
+            else:
+                lease.unlink(missing_ok=True)
+        return live
+
     def status(self) -> list[ServiceStatus]:
         state = self._load_state()
         ports = state.get("ports", {})
@@ -176,10 +218,10 @@ class Stack:
 
     # ------------------------------------------------------------------ state
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, name: str = ".lock") -> Iterator[None]:
         # Two `make up` at once on one state directory would race for ports and the initdb.
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with (self.state_dir / ".lock").open("w") as lock:
+        with (self.state_dir / name).open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 

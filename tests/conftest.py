@@ -2,10 +2,10 @@
 
 The stack lives in ``.local/test-stack/`` with its own ports and data, so it runs beside a developer's
 ``make up`` stack. It starts only when a test asks for the ``stack`` fixture (unit tests never do) and
-stops when the session ends, also on failure, Ctrl-C or SIGTERM. Its PostgreSQL data is kept between
-sessions for speed, and discarded whenever a migration file changed since it was made (an edited
-migration could not be re-applied over the old schema). ``COMPANION_TEST_STACK_FRESH=1`` always
-starts from nothing.
+stops when the last session using it ends (sessions running at once share it), also on failure,
+Ctrl-C or SIGTERM. Its PostgreSQL data is kept between sessions for speed, and discarded whenever a
+migration file changed since it was made (an edited migration could not be re-applied over the old
+schema). ``COMPANION_TEST_STACK_FRESH=1`` starts from nothing when no other session is using it.
 """
 
 import hashlib
@@ -56,7 +56,7 @@ def _reset_process_caches() -> None:
 
     wiring.reset()
     settings_for.cache_clear()
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -70,23 +70,25 @@ def stack() -> Iterator["Running"]:
     local = Stack(TEST_STATE_DIR)
     fingerprint = _migrations_fingerprint()
     recorded = TEST_STATE_DIR / _FINGERPRINT
-    stale = not recorded.exists() or recorded.read_text() != fingerprint
-    if stale or os.environ.get("COMPANION_TEST_STACK_FRESH") == "1":
-        local.down(purge=True)
+
+    def discard_data() -> bool:
+        fresh = os.environ.get("COMPANION_TEST_STACK_FRESH") == "1"
+        return fresh or not recorded.exists() or recorded.read_text() != fingerprint
+
     saved_env = dict(os.environ)
     # A CI timeout sends SIGTERM: turn it into the same unwinding as Ctrl-C, so the stack stops.
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        env = local.up()
-        recorded.write_text(fingerprint)
-        os.environ.update(env)
-        _reset_process_caches()
-        yield Running(local, env)
+        # Shared: other sessions in this checkout (a colleague's, xdist workers) use the same stack.
+        with local.shared(discard_data) as env:
+            recorded.write_text(fingerprint)
+            os.environ.update(env)
+            _reset_process_caches()
+            try:
+                yield Running(local, env)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved_env)
+                _reset_process_caches()
     finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
-        _reset_process_caches()
-        try:
-            local.down()
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+        signal.signal(signal.SIGTERM, previous_handler)
