@@ -94,6 +94,11 @@ class Template:
     functions: dict[str, Function]
     routes: tuple[Route, ...]
 
+    def global_environment(self) -> dict[str, str]:
+        """The literal (not computed) variables Globals gives every function."""
+        variables = self.raw.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        return {name: value for name, value in variables.items() if isinstance(value, str)}
+
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
             name: resource
