@@ -96,7 +96,8 @@ class Template:
 
     def global_environment(self) -> dict[str, str]:
         """The literal (not computed) variables Globals gives every function."""
-        variables = self.raw.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        function_globals = self.raw.get("Globals", {}).get("Function", {})
+        variables = function_globals.get("Environment", {}).get("Variables", {})
         return {name: value for name, value in variables.items() if isinstance(value, str)}
 
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,12 @@ def test_every_error_has_a_stable_code_and_status() -> None:
 def test_body_carries_code_message_and_retryability_but_nothing_else() -> None:
     body = NotFound("No such memory", details={"memory_id": "m1"}).to_body()
     assert body == {
-        "error": {"code": "not_found", "message": "No such memory", "retryable": False, "details": {"memory_id": "m1"}}
+        "error": {
+            "code": "not_found",
+            "message": "No such memory",
+            "retryable": False,
+            "details": {"memory_id": "m1"},
+        }
     }
 
 

@@ -19,7 +19,8 @@ class FakeProbe:
 def test_all_dependencies_up_is_ok() -> None:
     report = HealthService([FakeProbe("postgres"), FakeProbe("redis")], timeout_s=1).check()
     assert report.healthy
-    assert {name: dep.status for name, dep in report.dependencies.items()} == {"postgres": "up", "redis": "up"}
+    statuses = {name: dep.status for name, dep in report.dependencies.items()}
+    assert statuses == {"postgres": "up", "redis": "up"}
 
 
 def test_a_failing_dependency_degrades_and_names_only_the_error_type() -> None:

@@ -31,7 +31,9 @@ def call() -> Any:
     return _call
 
 
-def event(body: object = None, *, method: str = "POST", headers: dict[str, str] | None = None) -> dict[str, Any]:
+def event(
+    body: object = None, *, method: str = "POST", headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     built = copy.deepcopy(SAMPLE)
     # What AWS sends: the Host is the function URL's own domain.
     built["headers"]["host"] = built["requestContext"]["domainName"]
