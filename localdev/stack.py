@@ -473,14 +473,15 @@ class Stack:
         return True
 
     def _migrate(self, env: dict[str, str]) -> None:
-        command = Path(sys.executable).parent / "companion-memory"
         if importlib.util.find_spec("companion_memory.cli") is None:
             print("migrate: skipped (companion_memory.cli does not exist yet)", file=sys.stderr)
             return
         # cwd is the state directory: the CLI falls back to ./.local/stack.env, which must never be
         # another stack's file (the test stack runs beside a developer's).
         result = subprocess.run(
-            [str(command), "migrate"],
+            # `companion-memory migrate`, through this interpreter: the console script's shebang
+            # may name a venv path this user cannot read (a copied or relocated venv).
+            [sys.executable, "-m", "companion_memory.cli", "migrate"],
             env={**os.environ, **env},
             cwd=self.state_dir,
             capture_output=True,
