@@ -54,6 +54,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    pass
+
+
 @dataclass
 class Gateway:
     """The ASGI application behind every port; the local port a request arrived on picks the site."""
@@ -84,6 +88,8 @@ class Gateway:
         limit = events.URL_PAYLOAD_LIMIT if function else events.API_PAYLOAD_LIMIT
         try:
             request = await _read_request(scope, receive, limit)
+        except _Disconnected:
+            return  # the client left before sending its body: nothing to invoke, nobody to answer
         except _TooLarge:
             response = error_response(413, "Request Entity Too Large")
         else:
@@ -168,7 +174,7 @@ async def _read_request(scope: Scope, receive: Receive, limit: int) -> HttpReque
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
