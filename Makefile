@@ -57,7 +57,7 @@ down: $(STAMP) ## stop everything `make up` started
 status: $(STAMP) ## show what is running
 	$(PY) -m localdev.stack status
 
-invoke: $(STAMP) ## run one handler on one event: make invoke FN=HealthFunction EVENT=events/health.json
+invoke: $(STAMP) ## run one handler on one event: make invoke FN=HealthFunction EVENT=events/health/get.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	$(PY) -m localdev.invoke $(FN) $(EVENT)
 
