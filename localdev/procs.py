@@ -7,6 +7,7 @@ process counts as ours only while its command line still carries the marker we s
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import socket
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+_ENV = shutil.which("env") or "/usr/bin/env"
 
 
 def spawn(argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path) -> int:
@@ -23,24 +25,20 @@ def spawn(argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path) -> int
     and an abandoned Popen object warns ("subprocess is still running") when it is collected.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    # posix_spawn has no cwd argument; the children resolve everything from absolute paths, and
-    # the spawning process's cwd is restored right after.
-    previous = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return os.posix_spawn(
-            argv[0],
-            list(argv),
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
-                (os.POSIX_SPAWN_DUP2, 1, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.chdir(previous)
+    # posix_spawn has no cwd argument and os.chdir would move every thread of the caller (tests start
+    # stacks mid-session): env(1) changes directory in the child, then execs the program itself.
+    command = [_ENV, "-C", str(cwd), *argv]
+    return os.posix_spawn(
+        command[0],
+        command,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
 
 
 def _reap(pid: int) -> None:
