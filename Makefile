@@ -10,7 +10,7 @@ SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lock lint format test test-unit up down status invoke build validate bench clean
+.PHONY: help venv lock lint format test test-unit up down status clean-local invoke build validate bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,8 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	# Every handler is an app.py: checked one by one, as Lambda loads each alone.
+	for handler in functions/*/app.py; do $(VENV)/bin/mypy "$$handler" || exit 1; done
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -53,6 +55,9 @@ up: $(STAMP) ## start the local stack and gateway in the background; writes .loc
 
 down: $(STAMP) ## stop everything `make up` started
 	$(PY) -m localdev.stack down
+
+clean-local: $(STAMP) ## stop the local stack and delete its data
+	$(PY) -m localdev.stack down --purge
 
 status: $(STAMP) ## show what is running
 	$(PY) -m localdev.stack status

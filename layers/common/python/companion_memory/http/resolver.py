@@ -10,7 +10,7 @@ from companion_memory.errors import INTERNAL_ERROR_BODY, CompanionMemoryError, V
 from companion_memory.observability import logger
 
 
-def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response[object]:
+def json_response[T](status: int, body: T, headers: dict[str, str] | None = None) -> Response[T]:
     return Response(
         status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
     )
