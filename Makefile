@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# python3.13 from PATH, else pyenv's 3.13.x (the Lambda runtime is python3.13).
-PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13.*/bin/python3.13 2>/dev/null | tail -n 1)
+# A python3.13 that runs (a pyenv shim may exist without one), else pyenv's newest 3.13.x.
+# The Lambda runtime is python3.13.
+PYTHON313 ?= $(shell for p in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13.*/bin/python3.13 2>/dev/null | sort -V | tail -n 1); do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .tools/sam

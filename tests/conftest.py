@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-TEST_STATE_DIR = ROOT / ".local" / "test-stack"
+# COMPANION_TEST_STACK_DIR gives a session a stack of its own (e.g. two checkouts testing side by side).
+TEST_STATE_DIR = Path(os.environ.get("COMPANION_TEST_STACK_DIR") or ROOT / ".local" / "test-stack")
 MIGRATIONS = ROOT / "migrations"
 _FINGERPRINT = "migrations.sha256"
 _MARK_BY_FOLDER = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
