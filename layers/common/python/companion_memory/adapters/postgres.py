@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import SecretStr
 
 from companion_memory.config import MigrateSettings, PostgresSettings
+from companion_memory.models.tenancy import TenantScope
 
 
 def conninfo_from(settings: PostgresSettings, secret: dict[str, Any] | None) -> str:
@@ -57,10 +58,20 @@ class Database:
         self._pool.open(wait=False)
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+    def transaction(self, scope: TenantScope | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction whose settings (timeout, tenant context) end with it.
+
+        Every setting is transaction-local, so a pooled connection never carries one request's
+        tenant into the next; without a scope, row-level security shows no tenant rows at all.
+        """
+        settings = {
+            "statement_timeout": str(self._statement_timeout_ms),
+            **(scope or TenantScope()).settings(),
+        }
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (str(self._statement_timeout_ms),)
+                "SELECT set_config(name, value, true) FROM unnest(%s::text[], %s::text[]) AS s(name, value)",
+                (list(settings), list(settings.values())),
             )
             yield conn
 
