@@ -65,6 +65,42 @@ class RateLimited(CompanionMemoryError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class QuotaExceeded(CompanionMemoryError):
+    """A quota (daily interactions, memories or content bytes per user) is used up.
+
+    429 like a rate limit, but a different code: waiting a few seconds does not help. A daily quota
+    says when it resets (``retry_after_s``); a storage quota has no reset, the caller must forget
+    memories or have the companion's limits raised.
+    """
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(
+        self, message: str, *, retry_after_s: int | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
+
+
+class ContentShredded(CompanionMemoryError):
+    """The companion's data key was destroyed: its sealed content can never be opened again."""
+
+    code = "content_shredded"
+    status = 410
+
+
+class ContentIntegrityError(CompanionMemoryError):
+    """Sealed content failed authentication: tampered with, or moved to another memory, user or
+    companion. Never shown with any detail of why."""
+
+    code = "content_integrity_failed"
+    status = 500
+
+
 class DependencyUnavailable(CompanionMemoryError):
     code = "dependency_unavailable"
     status = 503
