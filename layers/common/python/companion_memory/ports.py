@@ -5,6 +5,7 @@ so a type checker notices when a fake drifts.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -49,3 +50,52 @@ class ContentCipher(Protocol):
     def seal(self, companion_id: UUID, user_id: str, memory_id: UUID, plaintext: str) -> bytes: ...
 
     def open(self, companion_id: UUID, user_id: str, memory_id: UUID, sealed: bytes) -> str: ...
+
+
+class DataKeyService(Protocol):
+    """Makes and unwraps per-companion data keys under the customer-managed key (KMS in AWS).
+
+    ``context`` is the encryption context: a wrapped key unwraps only with the context it was made with.
+    Plaintext keys come back as ``bytearray`` so their holder can zeroise them.
+    """
+
+    def generate(self, context: dict[str, str]) -> tuple[bytearray, bytes]:
+        """A new 256-bit data key: (plaintext, wrapped)."""
+        ...
+
+    def unwrap(self, wrapped: bytes, context: dict[str, str]) -> bytearray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKeyRecord:
+    """What envelope encryption needs to know of a companion."""
+
+    owner_id: UUID
+    isolation_level: str
+    status: str
+    wrapped_data_key: bytes | None
+
+
+class WrappedKeyStore(Protocol):
+    """Where companions' wrapped data keys live (the ``companions`` row)."""
+
+    def load(self, companion_id: UUID) -> WrappedKeyRecord | None: ...
+
+    def install(self, companion_id: UUID, record: WrappedKeyRecord, wrapped: bytes) -> bool:
+        """Store a wrapped key where there is none yet (and the companion is not deleted); False when
+        another writer was first or the companion was deleted meanwhile."""
+        ...
+
+    def destroy(self, companion_id: UUID, record: WrappedKeyRecord) -> None:
+        """Forget the wrapped key for good and mark the companion deleted (crypto-shredding)."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Counts one request of a companion's user against its per-minute rate and daily interactions.
+
+    One atomic round trip; raises RateLimited or QuotaExceeded (with the wait) when over, and
+    DependencyUnavailable when the counters cannot be reached.
+    """
+
+    def admit(self, companion_id: UUID, user_id: str, *, per_minute: int, per_day: int) -> None: ...
