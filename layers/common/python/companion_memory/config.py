@@ -5,6 +5,7 @@ Nothing else in the code base reads ``os.environ``.
 """
 
 from functools import cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,22 @@ class AwsSettings(_Base):
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
     sessions_table: str = "companion-memory-sessions"
     aws_timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+
+class KmsSettings(AwsSettings):
+    """Envelope encryption of strict companions' content (adapters/kms_envelope.py)."""
+
+    kms_key_id: str | None = Field(default=None, description="CMK (ARN, id or alias) wrapping data keys")
+    # A plaintext data key lives in memory for at most this long and this many seal/open operations;
+    # then it is zeroised and unwrapped again, which also notices a key shredded by another process.
+    data_key_cache_ttl_s: float = Field(default=300, gt=0, le=3600)
+    data_key_max_uses: int = Field(default=10_000, ge=1)
+
+
+class RateLimitSettings(_Base):
+    # open: a Redis outage lets requests through (logged, metric RateLimiterFailOpen); closed: they
+    # fail with dependency_unavailable. See docs/security.md, "Rate limits and quotas".
+    rate_limit_failure_mode: Literal["open", "closed"] = "open"
 
 
 class HealthSettings(PostgresSettings, RedisSettings, AwsSettings):
