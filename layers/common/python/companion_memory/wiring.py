@@ -16,7 +16,7 @@ from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo
 from companion_memory.adapters.redis import RedisProbe, redis_client
 from companion_memory.config import AwsSettings, HealthSettings, PostgresSettings, RedisSettings, settings_for
 from companion_memory.domain.health import HealthService
-from companion_memory.ports import DependencyProbe
+from companion_memory.ports import DependencyProbe, Embedder
 
 
 @cache
@@ -51,10 +51,60 @@ def health_service() -> HealthService:
     return HealthService(probes, timeout_s=settings.health_check_timeout_s)
 
 
+@cache
+def embedder() -> Embedder:
+    """The configured embedding model. Adapters are imported here, not at module load, so a function
+    pays (boto3, httpx2, the local model) only for the provider it uses, and only when it embeds."""
+    from companion_memory.config import EmbeddingSettings
+
+    settings = settings_for(EmbeddingSettings)
+    provider = settings.embedding_provider
+    if provider == "bedrock":
+        from companion_memory.adapters.embedders.bedrock import BedrockTitanEmbedder, bedrock_client
+
+        client = bedrock_client(settings.aws_region, settings.embedding_timeout_s)
+        return BedrockTitanEmbedder(
+            client,
+            model=settings.bedrock_embedding_model,
+            dimensions=settings.embedding_dimensions or 1024,
+            max_concurrency=settings.embedding_max_concurrency,
+        )
+    if provider == "openai":
+        from companion_memory.adapters.embedders.openai_compatible import OpenAICompatibleEmbedder
+
+        if not (settings.openai_base_url and settings.openai_embedding_model and settings.embedding_dimensions):
+            raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_BASE_URL, OPENAI_EMBEDDING_MODEL, EMBEDDING_DIMENSIONS")
+        api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        if api_key is None and settings.openai_api_key_secret_arn:
+            api_key = str(aws.secret_json(settings.openai_api_key_secret_arn)["api_key"])
+        return OpenAICompatibleEmbedder(
+            base_url=settings.openai_base_url,
+            model=settings.openai_embedding_model,
+            dimensions=settings.embedding_dimensions,
+            api_key=api_key,
+            timeout_s=settings.embedding_timeout_s,
+            max_batch_items=settings.openai_max_batch_items,
+            max_batch_tokens=settings.openai_max_batch_tokens,
+            max_retries=settings.openai_max_retries,
+            send_dimensions=settings.openai_send_dimensions,
+        )
+    if provider == "local":
+        from companion_memory.adapters.embedders.local import LocalE5Embedder
+
+        return LocalE5Embedder()
+    # Hashing vectors know no meaning: never in a deployed stage, whatever the environment says.
+    if settings.stage not in ("local", "test"):
+        raise ValueError(f"EMBEDDING_PROVIDER=hash is for tests only, not for stage {settings.stage!r}")
+    from companion_memory.adapters.embedders.hashing import HashingEmbedder
+
+    return HashingEmbedder(settings.embedding_dimensions or 256)
+
+
 def reset() -> None:
     """Forget every cached client (after a SnapStart restore, or between tests)."""
     for built in (database, redis_connection, aws_client, health_service):
         built.cache_clear()
+    embedder.cache_clear()
 
 
 def _register_snapstart_hook() -> None:
