@@ -53,10 +53,12 @@ def _reset_process_caches() -> None:
     from aws_lambda_powertools.utilities import parameters
 
     from companion_memory import wiring
+    from companion_memory.adapters import aws
     from companion_memory.config import settings_for
 
     wiring.reset()
     settings_for.cache_clear()
+    aws.secrets_provider.cache_clear()
     parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 

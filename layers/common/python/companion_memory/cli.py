@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from companion_memory.adapters import migrations
 from companion_memory.config import MigrateSettings
@@ -21,7 +22,18 @@ LOCAL_ENV_FILE = Path(".local/stack.env")
 
 
 def _migrate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
-    return migrations.migrate(MigrateSettings(_env_file=env_file))
+    try:
+        return migrations.migrate(MigrateSettings(_env_file=env_file))
+    except psycopg.OperationalError:
+        raise  # reported by main as an unreachable database
+    except psycopg.Error as error:
+        # A statement failed; its migration rolled back and the schema stays at the last good version.
+        detail = " ".join([str(error).strip().splitlines()[0], *getattr(error, "__notes__", ())])
+        raise migrations.MigrationError(f"migration failed: {detail}") from error
+    except GetParameterError as error:
+        raise migrations.MigrationError(f"a credentials secret could not be read: {error}") from error
+    except ValueError as error:  # pydantic's ValidationError too: the environment is incomplete or wrong
+        raise migrations.MigrationError(f"configuration: {error}") from error
 
 
 def main(argv: list[str] | None = None) -> int:

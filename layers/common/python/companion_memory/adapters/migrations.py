@@ -98,12 +98,17 @@ def apply(conninfo: str, migrations: list[Migration]) -> list[Migration]:
                     )
             pending = [m for m in migrations if m.version not in applied]
             for migration in pending:
-                with conn.transaction():
-                    conn.execute(migration.sql.encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
+                try:
+                    with conn.transaction():
+                        conn.execute(migration.sql.encode())
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                            (migration.version, migration.name, migration.checksum),
+                        )
+                except psycopg.Error as error:
+                    # The server's message says what failed, not in which file.
+                    error.add_note(f"in migrations/{migration.version:04d}_{migration.name}.sql")
+                    raise
             return pending
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
