@@ -439,6 +439,8 @@ class Stack:
             "DB_PORT": str(ports["postgres"]),
             "DB_NAME": postgres.DATABASE,
             "DB_SSLMODE": "disable",
+            # The offline local model (extra `local-embeddings`), not Bedrock: the stack reaches no AWS.
+            "EMBEDDING_PROVIDER": "local",
             "POWERTOOLS_SERVICE_NAME": "companion-memory",
             "POWERTOOLS_METRICS_NAMESPACE": "CompanionMemory",
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -91,16 +91,16 @@ class EmbeddingSettings(AwsSettings):
 
     embedding_provider: Literal["bedrock", "openai", "local", "hash"] = "bedrock"
     embedding_dimensions: int | None = Field(
-        default=None, ge=8, le=4096, description="Bedrock Titan V2: 256, 512 or 1024 (default 1024); required for openai"
+        default=None, ge=8, le=4096, description="Titan V2: 256, 512 or 1024 (default 1024); openai: required"
     )
     embedding_timeout_s: float = Field(default=10.0, gt=0, le=60)
-    embedding_max_concurrency: int = Field(default=4, ge=1, le=16, description="Bedrock calls in flight per batch")
+    embedding_max_concurrency: int = Field(default=4, ge=1, le=16, description="Bedrock calls in flight")
     bedrock_embedding_model: str = "amazon.titan-embed-text-v2:0"
     openai_base_url: str | None = Field(default=None, description="e.g. https://api.openai.com/v1")
     openai_embedding_model: str | None = None
     openai_api_key: SecretStr | None = Field(default=None, description="wins over the secret")
     openai_api_key_secret_arn: str | None = Field(default=None, description='secret JSON {"api_key": "..."}')
-    openai_send_dimensions: bool = Field(default=False, description="send `dimensions` (text-embedding-3 models)")
+    openai_send_dimensions: bool = Field(default=False, description="send `dimensions` (text-embedding-3)")
     openai_max_batch_items: int = Field(default=64, ge=1, le=2048)
     openai_max_batch_tokens: int = Field(default=8_000, ge=1)
     openai_max_retries: int = Field(default=3, ge=0, le=10)

@@ -72,15 +72,21 @@ def embedder() -> Embedder:
     if provider == "openai":
         from companion_memory.adapters.embedders.openai_compatible import OpenAICompatibleEmbedder
 
-        if not (settings.openai_base_url and settings.openai_embedding_model and settings.embedding_dimensions):
-            raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_BASE_URL, OPENAI_EMBEDDING_MODEL, EMBEDDING_DIMENSIONS")
+        base_url, model, dimensions = (
+            settings.openai_base_url,
+            settings.openai_embedding_model,
+            settings.embedding_dimensions,
+        )
+        if not (base_url and model and dimensions):
+            needed = "OPENAI_BASE_URL, OPENAI_EMBEDDING_MODEL and EMBEDDING_DIMENSIONS"
+            raise ValueError(f"EMBEDDING_PROVIDER=openai needs {needed}")
         api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         if api_key is None and settings.openai_api_key_secret_arn:
             api_key = str(aws.secret_json(settings.openai_api_key_secret_arn)["api_key"])
         return OpenAICompatibleEmbedder(
-            base_url=settings.openai_base_url,
-            model=settings.openai_embedding_model,
-            dimensions=settings.embedding_dimensions,
+            base_url=base_url,
+            model=model,
+            dimensions=dimensions,
             api_key=api_key,
             timeout_s=settings.embedding_timeout_s,
             max_batch_items=settings.openai_max_batch_items,
