@@ -37,6 +37,8 @@ class SecretSpec:
     fields: dict[str, Any]  # the template's SecretStringTemplate
     password_key: str
     password_length: int
+    # A literal SecretString (e.g. "{}" that the application fills in): created once, never overwritten.
+    initial: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ def plan(template: Template) -> Plan:
     for logical_id, resource in template.resources_of_type("AWS::SecretsManager::Secret").items():
         generate = resource.get("Properties", {}).get("GenerateSecretString", {})
         shape = generate.get("SecretStringTemplate")
+        literal = resource.get("Properties", {}).get("SecretString")
+        if isinstance(literal, str) and not generate:
+            found[logical_id] = SecretSpec(logical_id, f"{PREFIX}/{logical_id.lower()}", {}, "", 0, literal)
+            continue
         if not isinstance(shape, str):
             continue  # not a generated credential: nothing the local stack can mirror
         found[logical_id] = SecretSpec(
@@ -195,6 +201,12 @@ def ensure(endpoint: str, wanted: Plan, password_for: Callable[[SecretSpec], str
     secret_arns: dict[str, str] = {}
     sm = aws["secretsmanager"]
     for logical_id, spec in wanted.secrets.items():
+        if spec.initial is not None:
+            try:
+                secret_arns[logical_id] = sm.describe_secret(SecretId=spec.name)["ARN"]
+            except sm.exceptions.ResourceNotFoundException:
+                secret_arns[logical_id] = sm.create_secret(Name=spec.name, SecretString=spec.initial)["ARN"]
+            continue
         value = json.dumps({**spec.fields, spec.password_key: password_for(spec)})
         try:
             secret_arns[logical_id] = sm.describe_secret(SecretId=spec.name)["ARN"]

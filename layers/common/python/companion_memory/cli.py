@@ -6,6 +6,7 @@ checkout with the local stack up.
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import psycopg
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from companion_memory.adapters import migrations
-from companion_memory.config import MigrateSettings
+from companion_memory.config import IdentitySettings, MigrateSettings, settings_for
 from companion_memory.errors import CompanionMemoryError
 
 LOCAL_ENV_FILE = Path(".local/stack.env")
@@ -36,11 +37,53 @@ def _migrate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
         raise migrations.MigrationError(f"configuration: {error}") from error
 
 
+def _owner_create(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
+    from companion_memory import wiring  # the identity stack only when asked for
+
+    _load_settings(IdentitySettings, env_file)
+    owner, api_key = wiring.identity_service().create_owner(args.name)
+    return {"owner_id": str(owner.id), "api_key": api_key}
+
+
+def _keys_rotate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
+    from companion_memory import wiring
+
+    _load_settings(IdentitySettings, env_file)
+    rotated = wiring.signing_keys().rotate()
+    return {
+        "current_kid": rotated.signing_key().kid,
+        "verifying_kids": sorted(rotated.verification_keys().kids),
+    }
+
+
+def _load_settings(model: type[IdentitySettings], env_file: Path | None) -> None:
+    """wiring builds its clients from ``settings_for``; give it the env file's values, environment first."""
+    if env_file is not None:
+        from dotenv import dotenv_values
+
+        for name, value in dotenv_values(env_file).items():
+            if value is not None:
+                os.environ.setdefault(name, value)
+    settings_for(model)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="companion-memory", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply pending SQL migrations (idempotent)").set_defaults(
         run=_migrate
+    )
+    owner = commands.add_parser("owner", help="organisations").add_subparsers(
+        dest="owner_command", required=True
+    )
+    create = owner.add_parser("create", help="create an owner and print its first (admin) key, shown once")
+    create.add_argument("--name", required=True)
+    create.set_defaults(run=_owner_create)
+    keys = commands.add_parser("keys", help="JWT signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser("rotate", help="current -> previous, next -> current, new next").set_defaults(
+        run=_keys_rotate
     )
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace, Path | None], dict[str, Any]] = args.run

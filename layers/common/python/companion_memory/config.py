@@ -7,7 +7,7 @@ Nothing else in the code base reads ``os.environ``.
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -83,6 +83,36 @@ class MigrateSettings(PostgresSettings):
     app_db_secret_arn: str | None = Field(
         default=None, description="secret whose username/password the application role is given"
     )
+
+
+class IdentitySettings(PostgresSettings, AwsSettings):
+    """What authenticating and issuing need: the signing key secret and the public names of the service."""
+
+    signing_keys_secret_arn: str | None = Field(default=None, description="Secret with the JWT key set")
+    signing_keys_cache_s: float = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="Key set cache: rotations reach every sandbox within this time",
+    )
+    # Tokens name the service (iss) and the MCP resource (aud = <base>/mcp) by this URL, whichever host (API
+    # or function URL) a request arrives on. Locally the stack's API_URL plays this part.
+    public_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("public_base_url", "api_url"),
+        description="https://... base URL clients use (custom domain or the API URL)",
+    )
+    auth_cache_s: float = Field(default=15, ge=0, le=30, description="Key/companion/user status cache")
+
+    @property
+    def issuer(self) -> str:
+        if not self.public_base_url:
+            raise ValueError("PUBLIC_BASE_URL is not set: tokens need the service's public URL")
+        return self.public_base_url.rstrip("/")
+
+    @property
+    def mcp_resource(self) -> str:
+        return f"{self.issuer}/mcp"
 
 
 class EmbeddingSettings(AwsSettings):

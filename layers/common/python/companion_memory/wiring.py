@@ -5,6 +5,7 @@ sandbox), so a handler pays only for what it touches. After a SnapStart restore 
 dropped, because connections captured in the snapshot are dead.
 """
 
+import time
 from functools import cache
 from typing import Any
 
@@ -14,7 +15,19 @@ from companion_memory.adapters import aws
 from companion_memory.adapters.dynamodb import DynamoDbProbe
 from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo_from
 from companion_memory.adapters.redis import RedisProbe, redis_client
-from companion_memory.config import AwsSettings, HealthSettings, PostgresSettings, RedisSettings, settings_for
+from companion_memory.adapters.clock import SystemClock
+from companion_memory.adapters.postgres_identity import PostgresIdentityStore
+from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
+from companion_memory.auth.principal import Authenticator
+from companion_memory.config import (
+    AwsSettings,
+    HealthSettings,
+    IdentitySettings,
+    PostgresSettings,
+    RedisSettings,
+    settings_for,
+)
+from companion_memory.domain.identity import IdentityService
 from companion_memory.domain.health import HealthService
 from companion_memory.ports import DependencyProbe, Embedder
 
@@ -106,9 +119,59 @@ def embedder() -> Embedder:
     return HashingEmbedder(settings.embedding_dimensions or 256)
 
 
+@cache
+def identity_store() -> PostgresIdentityStore:
+    return PostgresIdentityStore(database())
+
+
+@cache
+def signing_keys() -> SecretsManagerSigningKeys:
+    settings = settings_for(IdentitySettings)
+    if not settings.signing_keys_secret_arn:
+        raise ValueError("SIGNING_KEYS_SECRET_ARN is not set")
+    return SecretsManagerSigningKeys(
+        aws_client("secretsmanager"),
+        settings.signing_keys_secret_arn,
+        cache_s=settings.signing_keys_cache_s,
+        monotonic=time.monotonic,
+    )
+
+
+@cache
+def identity_service() -> IdentityService:
+    settings = settings_for(IdentitySettings)
+    keys = signing_keys() if settings.signing_keys_secret_arn else None
+    issuer = settings.issuer if settings.public_base_url else ""
+    audience = settings.mcp_resource if settings.public_base_url else ""
+    return IdentityService(identity_store(), SystemClock(), keys, issuer=issuer, audience=audience)
+
+
+@cache
+def authenticator() -> Authenticator:
+    settings = settings_for(IdentitySettings)
+    return Authenticator(
+        identity_store(),
+        SystemClock().now,
+        lambda: signing_keys().load().verification_keys(),
+        issuer=settings.issuer,
+        audience=settings.mcp_resource,
+        cache_s=settings.auth_cache_s,
+        monotonic=time.monotonic,
+    )
+
+
 def reset() -> None:
     """Forget every cached client (after a SnapStart restore, or between tests)."""
-    for built in (database, redis_connection, aws_client, health_service):
+    for built in (
+        database,
+        redis_connection,
+        aws_client,
+        health_service,
+        identity_store,
+        signing_keys,
+        identity_service,
+        authenticator,
+    ):
         built.cache_clear()
     embedder.cache_clear()
 

@@ -1,0 +1,286 @@
+# ruff: noqa: S608  (f-strings splice only the constant column lists below and UserPermissions' fixed field
+# names; every value is a bound parameter)
+"""IdentityStore on PostgreSQL, always as the application role under row-level security.
+
+Every statement runs in a transaction whose tenant context names exactly the tenant it acts for. The one
+read made before a tenant is known (authentication) sets only ``app.api_key_prefix``: the policy
+``api_key_by_prefix`` then shows that one row and nothing else (see migrations/0004_identity.sql).
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from companion_memory.adapters.postgres import Database
+from companion_memory.errors import Conflict, DependencyUnavailable
+from companion_memory.models.identity import (
+    ApiKey,
+    AuditEvent,
+    Companion,
+    CompanionUser,
+    Owner,
+    StoredApiKey,
+    UserPermissions,
+)
+from companion_memory.models.tenancy import TenantScope
+
+_KEY_COLUMNS = (
+    "id, kind, owner_id, companion_id, prefix, hash, name, scopes, created_at, expires_at, revoked_at, "
+    "last_used_at, replaced_by, grace_until"
+)
+_COMPANION_COLUMNS = "id, owner_id, name, config, isolation_level, status, version, created_at, updated_at"
+_USER_COLUMNS = "companion_id, user_id, can_read, can_write, can_delete, is_blocked"
+
+
+class PostgresIdentityStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @contextmanager
+    def _tx(self, scope: TenantScope | None = None) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._database.transaction(scope) as conn:
+                conn.row_factory = dict_row
+                yield conn
+        except psycopg.OperationalError as error:
+            raise DependencyUnavailable("The database is unavailable") from error
+
+    # --- owners and companions ------------------------------------------------------------------------------
+
+    def create_owner(self, owner: Owner, key: StoredApiKey, audit: AuditEvent) -> None:
+        with self._tx(TenantScope(owner_id=owner.id)) as conn:
+            conn.execute(
+                "INSERT INTO owners (id, name, created_at) VALUES (%s, %s, %s)",
+                (owner.id, owner.name, owner.created_at),
+            )
+            _insert_key(conn, key)
+            _audit(conn, audit)
+
+    def create_companion(self, companion: Companion, audit: AuditEvent) -> None:
+        with self._tx(TenantScope(owner_id=companion.owner_id)) as conn:
+            conn.execute(
+                "INSERT INTO companions (id, owner_id, name, config, isolation_level, status, version, "
+                "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    companion.id,
+                    companion.owner_id,
+                    companion.name,
+                    Jsonb(companion.config),
+                    companion.isolation_level,
+                    companion.status,
+                    companion.version,
+                    companion.created_at,
+                    companion.updated_at,
+                ),
+            )
+            _audit(conn, audit)
+
+    def get_companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            row = conn.execute(
+                f"SELECT {_COMPANION_COLUMNS} FROM companions WHERE id = %s AND owner_id = %s",
+                (companion_id, owner_id),
+            ).fetchone()
+        return None if row is None else Companion.model_validate(row)
+
+    def companion_of_key(self, key: ApiKey) -> Companion | None:
+        if key.companion_id is None:
+            return None
+        return self.get_companion(key.owner_id, key.companion_id)
+
+    # --- API keys -------------------------------------------------------------------------------------------
+
+    def insert_api_key(self, key: StoredApiKey, audit: AuditEvent) -> None:
+        with self._tx(TenantScope(owner_id=key.record.owner_id)) as conn:
+            _insert_key(conn, key)
+            _audit(conn, audit)
+
+    def api_key_by_prefix(self, prefix: str) -> StoredApiKey | None:
+        with self._tx() as conn:
+            conn.execute("SELECT set_config('app.api_key_prefix', %s, true)", (prefix,))
+            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE prefix = %s", (prefix,)).fetchone()
+        return None if row is None else _stored_key(row)
+
+    def list_api_keys(self, owner_id: UUID, companion_id: UUID) -> list[ApiKey]:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            rows = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE owner_id = %s AND companion_id = %s "
+                "ORDER BY created_at, id",
+                (owner_id, companion_id),
+            ).fetchall()
+        return [_stored_key(row).record for row in rows]
+
+    def revoke_api_key(
+        self, owner_id: UUID, companion_id: UUID, key_id: UUID, at: datetime, audit: AuditEvent
+    ) -> ApiKey | None:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            row = conn.execute(
+                f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s) "
+                f"WHERE id = %s AND owner_id = %s AND companion_id = %s RETURNING {_KEY_COLUMNS}",
+                (at, key_id, owner_id, companion_id),
+            ).fetchone()
+            if row is None:
+                return None
+            _audit(conn, audit)
+        return _stored_key(row).record
+
+    def rotate_api_key(
+        self,
+        owner_id: UUID,
+        companion_id: UUID,
+        key_id: UUID,
+        successor: StoredApiKey,
+        grace_until: datetime,
+        audit: AuditEvent,
+    ) -> ApiKey | None:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            # FOR UPDATE: two rotations of one key at once must not both succeed (a key has one successor).
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s AND owner_id = %s AND companion_id = %s "
+                "FOR UPDATE",
+                (key_id, owner_id, companion_id),
+            ).fetchone()
+            if row is None:
+                return None
+            old = _stored_key(row).record
+            if old.replaced_by is not None or not old.valid_at(successor.record.created_at):
+                return None
+            _insert_key(conn, successor)
+            updated = conn.execute(
+                f"UPDATE api_keys SET replaced_by = %s, grace_until = %s WHERE id = %s "
+                f"RETURNING {_KEY_COLUMNS}",
+                (successor.record.id, grace_until, key_id),
+            ).fetchone()
+            _audit(conn, audit)
+        return None if updated is None else _stored_key(updated).record
+
+    def touch_api_key(self, owner_id: UUID, key_id: UUID, at: datetime, not_since: datetime) -> None:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            conn.execute(
+                "UPDATE api_keys SET last_used_at = %s "
+                "WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)",
+                (at, key_id, not_since),
+            )
+
+    # --- companion users ------------------------------------------------------------------------------------
+
+    def companion_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> CompanionUser | None:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
+        with self._tx(scope) as conn:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM companion_users WHERE companion_id = %s AND user_id = %s",
+                (companion_id, user_id),
+            ).fetchone()
+        return None if row is None else CompanionUser.model_validate(row)
+
+    def ensure_companion_user(
+        self, owner_id: UUID, companion_id: UUID, user_id: str, at: datetime, audit: AuditEvent | None
+    ) -> CompanionUser:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
+        with self._tx(scope) as conn:
+            conn.execute(
+                "INSERT INTO companion_users (companion_id, user_id, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (companion_id, user_id, at, at),
+            )
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM companion_users WHERE companion_id = %s AND user_id = %s",
+                (companion_id, user_id),
+            ).fetchone()
+            if audit is not None:
+                _audit(conn, audit)
+        if row is None:  # the insert and read ran under one policy; a miss means the scope is wrong
+            raise Conflict("The user could not be created")
+        return CompanionUser.model_validate(row)
+
+    def update_companion_user(
+        self,
+        owner_id: UUID,
+        companion_id: UUID,
+        user_id: str,
+        changes: UserPermissions,
+        at: datetime,
+        audit: AuditEvent,
+    ) -> CompanionUser:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
+        values = changes.model_dump(exclude_none=True)
+        with self._tx(scope) as conn:
+            conn.execute(
+                "INSERT INTO companion_users (companion_id, user_id, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (companion_id, user_id, at, at),
+            )
+            assignments = "".join(f", {column} = %({column})s" for column in sorted(values))
+            row = conn.execute(
+                f"UPDATE companion_users SET updated_at = %(at)s{assignments} "
+                f"WHERE companion_id = %(cid)s AND user_id = %(uid)s RETURNING {_USER_COLUMNS}",
+                {**values, "at": at, "cid": companion_id, "uid": user_id},
+            ).fetchone()
+            _audit(conn, audit)
+        if row is None:
+            raise Conflict("The user could not be updated")
+        return CompanionUser.model_validate(row)
+
+    # --- audit ----------------------------------------------------------------------------------------------
+
+    def audit_events(self, owner_id: UUID, companion_id: UUID | None = None) -> list[AuditEvent]:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            rows = conn.execute(
+                "SELECT owner_id, companion_id, actor, action, target, details, at FROM audit_log "
+                "WHERE owner_id = %s AND (%s::uuid IS NULL OR companion_id = %s) ORDER BY at, id",
+                (owner_id, companion_id, companion_id),
+            ).fetchall()
+        return [AuditEvent.model_validate(row) for row in rows]
+
+
+def _insert_key(conn: psycopg.Connection[Any], key: StoredApiKey) -> None:
+    record = key.record
+    try:
+        with conn.transaction():  # a savepoint: a prefix collision leaves the outer transaction usable
+            conn.execute(
+                "INSERT INTO api_keys (id, kind, owner_id, companion_id, prefix, hash, name, scopes, "
+                "created_at, "
+                "expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    record.id,
+                    record.kind,
+                    record.owner_id,
+                    record.companion_id,
+                    record.prefix,
+                    key.hash,
+                    record.name,
+                    list(record.scopes),
+                    record.created_at,
+                    record.expires_at,
+                ),
+            )
+    except psycopg.errors.UniqueViolation as error:
+        raise Conflict("API key prefix already in use", details={"reason": "prefix_collision"}) from error
+
+
+def _audit(conn: psycopg.Connection[Any], event: AuditEvent) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (owner_id, companion_id, actor, action, target, details, at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            event.owner_id,
+            event.companion_id,
+            event.actor,
+            event.action,
+            event.target,
+            Jsonb(event.details),
+            event.at,
+        ),
+    )
+
+
+def _stored_key(row: dict[str, Any]) -> StoredApiKey:
+    values = dict(row)
+    digest = bytes(values.pop("hash"))
+    return StoredApiKey(record=ApiKey.model_validate(values), hash=digest)

@@ -1,0 +1,262 @@
+"""Who is calling: the principal behind an owner key, a companion key or a user token, and what it may do.
+
+``Authenticator.authenticate_bearer`` is shared by the HttpApi Lambda authorizer and the MCP function. A hot
+principal costs no database read: key records and the (companion status, user block) pair are cached in
+process for ``cache_s`` (15 s by default), which bounds how long a revoked key, a blocked user or a paused
+companion keeps working in one sandbox (the authorizer's result cache adds its own TTL at the API; see
+docs/security.md). Cross-tenant requests are answered 404 "not found", exactly like a missing resource.
+"""
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from companion_memory.auth import api_keys, tokens
+from companion_memory.auth.tokens import InvalidToken
+from companion_memory.errors import Forbidden, NotFound, Unauthorized
+from companion_memory.models.identity import Companion, CompanionUser, StoredApiKey
+from companion_memory.models.tenancy import ALL_USERS, TenantScope
+from companion_memory.observability import logger
+from companion_memory.ports_identity import IdentityStore
+
+PrincipalKind = Literal["owner", "companion", "user"]
+MISSING_CREDENTIAL = "missing credential"
+INVALID_CREDENTIAL = "invalid credential"
+# last_used_at is written at most this often per key (and per sandbox): never a write per request.
+TOUCH_INTERVAL = timedelta(minutes=5)
+
+
+class Principal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: PrincipalKind
+    owner_id: UUID
+    companion_id: UUID | None = None
+    user_id: str | None = None
+    scopes: frozenset[str]
+    key_id: UUID | None = None
+    token_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal (never a secret)."""
+        if self.kind == "user":
+            return f"user:{self.user_id}"
+        return f"{self.kind}_key:{self.key_id}"
+
+    def to_context(self) -> dict[str, str]:
+        """The authorizer's simple-response ``context``: flat strings, as API Gateway passes them on."""
+        return {
+            "kind": self.kind,
+            "owner_id": str(self.owner_id),
+            "companion_id": str(self.companion_id or ""),
+            "user_id": self.user_id or "",
+            "scopes": " ".join(sorted(self.scopes)),
+            "key_id": str(self.key_id or ""),
+            "token_id": self.token_id or "",
+        }
+
+    @classmethod
+    def from_context(cls, context: dict[str, Any]) -> "Principal":
+        return cls(
+            kind=context["kind"],
+            owner_id=UUID(context["owner_id"]),
+            companion_id=UUID(context["companion_id"]) if context.get("companion_id") else None,
+            user_id=context.get("user_id") or None,
+            scopes=frozenset(str(context.get("scopes", "")).split()),
+            key_id=UUID(context["key_id"]) if context.get("key_id") else None,
+            token_id=context.get("token_id") or None,
+        )
+
+
+def principal_from_authorizer_context(event: dict[str, Any]) -> Principal:
+    """The principal the Lambda authorizer put on a REST request (payload 2.0, simple responses)."""
+    context = (event.get("requestContext") or {}).get("authorizer", {}).get("lambda")
+    if not isinstance(context, dict) or "kind" not in context:
+        # A route without the authorizer must never be treated as authenticated.
+        raise Unauthorized(MISSING_CREDENTIAL)
+    try:
+        return Principal.from_context(context)
+    except (KeyError, ValueError) as error:
+        raise Unauthorized(INVALID_CREDENTIAL) from error
+
+
+def require(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden("The credential does not grant this operation", details={"required_scope": scope})
+
+
+def bearer_token(header: str | None) -> str:
+    """The credential of an ``Authorization: Bearer <credential>`` header (scheme case-insensitive)."""
+    if not header:
+        raise Unauthorized(MISSING_CREDENTIAL)
+    scheme, _, credential = header.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential or " " in credential:
+        raise Unauthorized(INVALID_CREDENTIAL)
+    return credential
+
+
+class _Ttl[K, V]:
+    """A tiny thread-safe TTL map (per sandbox)."""
+
+    def __init__(self, ttl_s: float, monotonic: Callable[[], float], max_entries: int = 10_000) -> None:
+        self._ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._max_entries = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._monotonic() - entry[0] >= self._ttl_s:
+                return False, None
+            return True, entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()  # bounded memory beats an LRU's bookkeeping for a 15 s cache
+            self._entries[key] = (self._monotonic(), value)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: IdentityStore,
+        now: Callable[[], datetime],
+        verification_keys: Callable[[], tokens.VerificationKeys],
+        *,
+        issuer: str,
+        audience: str,
+        cache_s: float = 15.0,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._now = now
+        self._verification_keys = verification_keys
+        self._issuer = issuer
+        self._audience = audience
+        self._keys: _Ttl[str, StoredApiKey | None] = _Ttl(cache_s, monotonic)
+        self._companions: _Ttl[tuple[UUID, UUID], Companion | None] = _Ttl(cache_s, monotonic)
+        self._users: _Ttl[tuple[UUID, str], CompanionUser | None] = _Ttl(cache_s, monotonic)
+        self._touched: dict[UUID, datetime] = {}
+
+    def authenticate_bearer(self, header: str | None) -> Principal:
+        return self.authenticate(bearer_token(header))
+
+    def authenticate(self, credential: str) -> Principal:
+        if api_keys.looks_like_key(credential):
+            return self._api_key(credential)
+        return self.verify_user_token(credential)
+
+    def verify_user_token(self, token: str, companion_id: UUID | None = None) -> Principal:
+        try:
+            claims = tokens.verify(
+                token,
+                keys=self._verification_keys(),
+                issuer=self._issuer,
+                audience=self._audience,
+                now=self._now(),
+                companion_id=None if companion_id is None else str(companion_id),
+            )
+            owner_id = UUID(claims.owner_id or "")
+            token_companion = UUID(claims.companion_id)
+        except InvalidToken as error:
+            logger.info("token rejected", extra={"reason": error.reason})
+            raise Unauthorized(INVALID_CREDENTIAL) from error
+        except ValueError as error:
+            raise Unauthorized(INVALID_CREDENTIAL) from error
+        self._require_active(owner_id, token_companion)
+        user = self._cached_user(owner_id, token_companion, claims.subject)
+        if user is not None and user.is_blocked:
+            raise Unauthorized(INVALID_CREDENTIAL)
+        return Principal(
+            kind="user",
+            owner_id=owner_id,
+            companion_id=token_companion,
+            user_id=claims.subject,
+            scopes=claims.scopes,
+            token_id=claims.token_id,
+        )
+
+    def _api_key(self, credential: str) -> Principal:
+        presented = api_keys.parse(credential)
+        if presented is None:
+            raise Unauthorized(INVALID_CREDENTIAL)
+        found, stored = self._keys.get(presented.prefix)
+        if not found:
+            stored = self._store.api_key_by_prefix(presented.prefix)
+            self._keys.put(presented.prefix, stored)
+        now = self._now()
+        if not api_keys.matches(presented, None if stored is None else stored.hash):
+            raise Unauthorized(INVALID_CREDENTIAL)
+        assert stored is not None  # matches() is False without a stored hash
+        record = stored.record
+        if record.kind != presented.kind or not record.valid_at(now):
+            raise Unauthorized(INVALID_CREDENTIAL)
+        if record.companion_id is not None:
+            self._require_active(record.owner_id, record.companion_id)
+        self._touch(record.owner_id, record.id, now)
+        return Principal(
+            kind=record.kind,
+            owner_id=record.owner_id,
+            companion_id=record.companion_id,
+            scopes=frozenset(record.scopes),
+            key_id=record.id,
+        )
+
+    def _require_active(self, owner_id: UUID, companion_id: UUID) -> None:
+        found, companion = self._companions.get((owner_id, companion_id))
+        if not found:
+            companion = self._store.get_companion(owner_id, companion_id)
+            self._companions.put((owner_id, companion_id), companion)
+        if companion is None or companion.status != "active":
+            raise Unauthorized(INVALID_CREDENTIAL)
+
+    def _cached_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> CompanionUser | None:
+        found, user = self._users.get((companion_id, user_id))
+        if not found:
+            user = self._store.companion_user(owner_id, companion_id, user_id)
+            self._users.put((companion_id, user_id), user)
+        return user
+
+    def _touch(self, owner_id: UUID, key_id: UUID, now: datetime) -> None:
+        last = self._touched.get(key_id)
+        if last is not None and now - last < TOUCH_INTERVAL:
+            return
+        self._touched[key_id] = now
+        try:
+            self._store.touch_api_key(owner_id, key_id, now, now - TOUCH_INTERVAL)
+        except Exception:  # bookkeeping must never fail an authenticated request
+            logger.warning("could not record key use", extra={"key_id": str(key_id)})
+
+    def scope_for(self, principal: Principal, companion_id: UUID, user_id: str | None = None) -> TenantScope:
+        """The tenant context for ``principal`` acting on ``companion_id`` (and one user, or all of them).
+
+        Not the principal's companion, or not its user: NotFound, the same answer as a missing companion.
+        """
+        if principal.kind == "owner":
+            self._require_owned(principal.owner_id, companion_id)
+        elif principal.companion_id != companion_id:
+            raise NotFound("No such companion")
+        if principal.kind == "user":
+            if user_id is not None and user_id != principal.user_id:
+                raise NotFound("No such user")
+            user_id = principal.user_id
+        return TenantScope(
+            owner_id=principal.owner_id, companion_id=companion_id, user_id=user_id or ALL_USERS
+        )
+
+    def _require_owned(self, owner_id: UUID, companion_id: UUID) -> None:
+        found, companion = self._companions.get((owner_id, companion_id))
+        if not found:
+            companion = self._store.get_companion(owner_id, companion_id)
+            self._companions.put((owner_id, companion_id), companion)
+        if companion is None:
+            raise NotFound("No such companion")

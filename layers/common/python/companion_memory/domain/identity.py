@@ -1,0 +1,356 @@
+"""Identity: owners, companions (what identity needs of them), companion users, API keys, user tokens.
+
+Security events are written to the audit log in the same transaction as the change they record.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from companion_memory.auth import api_keys, tokens
+from companion_memory.auth.principal import Principal, require
+from companion_memory.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from companion_memory.models.identity import (
+    COMPANION_KEY_SCOPES,
+    DEFAULT_COMPANION_CONFIG,
+    ApiKey,
+    ApiKeyCreate,
+    AuditEvent,
+    Companion,
+    CompanionCreate,
+    CompanionUser,
+    IssuedApiKey,
+    Owner,
+    StoredApiKey,
+    TokenRequest,
+    TokenResponse,
+    UserPermissions,
+)
+from companion_memory.ports import Clock
+from companion_memory.ports_identity import IdentityStore, SigningKeyStore
+
+# A 72-bit prefix collides about once in 10^10 keys; a few fresh draws make a collision a non-event.
+_KEY_ATTEMPTS = 3
+NO_SUCH_COMPANION = "No such companion"
+
+
+class IdentityService:
+    def __init__(
+        self,
+        store: IdentityStore,
+        clock: Clock,
+        signing_keys: SigningKeyStore | None = None,
+        *,
+        issuer: str = "",
+        audience: str = "",
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._signing_keys = signing_keys
+        self._issuer = issuer
+        self._audience = audience
+
+    # --- owners ---------------------------------------------------------------------------------------------
+
+    def create_owner(self, name: str) -> tuple[Owner, str]:
+        """A new organisation and its first owner key (the bootstrap of the first admin credential)."""
+        if not 0 < len(name.strip()) <= 200:
+            raise ValidationFailed("An owner name is 1 to 200 characters")
+        now = self._clock.now()
+        owner = Owner(id=uuid4(), name=name.strip(), created_at=now)
+        for _ in range(_KEY_ATTEMPTS):
+            new, stored = _new_key("owner", owner.id, None, [tokens.SCOPE_ADMIN], "bootstrap", now, None)
+            audit = AuditEvent(
+                owner_id=owner.id,
+                actor="system:cli",
+                action="owner.created",
+                target=f"owner:{owner.id}",
+                details={"key_id": str(stored.record.id), "prefix": new.prefix},
+                at=now,
+            )
+            try:
+                self._store.create_owner(owner, stored, audit)
+            except Conflict:
+                continue
+            return owner, new.plaintext
+        raise Conflict("Could not draw a unique key; try again")
+
+    # --- companions -----------------------------------------------------------------------------------------
+
+    def create_companion(self, principal: Principal, request: CompanionCreate) -> Companion:
+        require(principal, tokens.SCOPE_ADMIN)
+        now = self._clock.now()
+        companion = Companion(
+            id=uuid4(),
+            owner_id=principal.owner_id,
+            name=request.name,
+            config=_merged(DEFAULT_COMPANION_CONFIG, request.config or {}),
+            isolation_level=request.isolation_level,
+            status="active",
+            version="1.0.0",
+            created_at=now,
+            updated_at=now,
+        )
+        self._store.create_companion(
+            companion,
+            _event(
+                principal,
+                "companion.created",
+                companion.id,
+                f"companion:{companion.id}",
+                now,
+                {"isolation_level": companion.isolation_level},
+            ),
+        )
+        return companion
+
+    def get_companion(self, principal: Principal, companion_id: UUID) -> Companion:
+        """Owners read their companions; a companion's key reads its own. Anything else: not found."""
+        if principal.kind == "owner":
+            require(principal, tokens.SCOPE_ADMIN)
+        elif principal.companion_id != companion_id:
+            raise NotFound(NO_SUCH_COMPANION)
+        companion = self._store.get_companion(principal.owner_id, companion_id)
+        if companion is None:
+            raise NotFound(NO_SUCH_COMPANION)
+        return companion
+
+    # --- API keys -------------------------------------------------------------------------------------------
+
+    def create_api_key(self, principal: Principal, companion_id: UUID, request: ApiKeyCreate) -> IssuedApiKey:
+        companion = self._owned_companion(principal, companion_id)
+        scopes = set(request.scopes)
+        if not scopes <= COMPANION_KEY_SCOPES:
+            raise ValidationFailed(
+                "A companion key's scopes are memory scopes only",
+                details={"allowed": sorted(COMPANION_KEY_SCOPES)},
+            )
+        now = self._clock.now()
+        if request.expires_at is not None and request.expires_at <= now:
+            raise ValidationFailed("expires_at must be in the future")
+        for _ in range(_KEY_ATTEMPTS):
+            new, stored = _new_key(
+                "companion",
+                principal.owner_id,
+                companion.id,
+                sorted(scopes),
+                request.name,
+                now,
+                request.expires_at,
+            )
+            audit = _event(
+                principal,
+                "api_key.created",
+                companion.id,
+                f"api_key:{stored.record.id}",
+                now,
+                {"prefix": new.prefix, "scopes": sorted(scopes)},
+            )
+            try:
+                self._store.insert_api_key(stored, audit)
+            except Conflict:
+                continue
+            return IssuedApiKey(
+                api_key=new.plaintext,
+                id=stored.record.id,
+                prefix=new.prefix,
+                scopes=sorted(scopes),
+                expires_at=request.expires_at,
+            )
+        raise Conflict("Could not draw a unique key; try again")
+
+    def list_api_keys(self, principal: Principal, companion_id: UUID) -> list[ApiKey]:
+        companion = self._owned_companion(principal, companion_id)
+        return self._store.list_api_keys(principal.owner_id, companion.id)
+
+    def revoke_api_key(self, principal: Principal, companion_id: UUID, key_id: UUID) -> ApiKey:
+        companion = self._owned_companion(principal, companion_id)
+        now = self._clock.now()
+        revoked = self._store.revoke_api_key(
+            principal.owner_id,
+            companion.id,
+            key_id,
+            now,
+            _event(principal, "api_key.revoked", companion.id, f"api_key:{key_id}", now, {}),
+        )
+        if revoked is None:
+            raise NotFound("No such API key")
+        return revoked
+
+    def rotate_api_key(
+        self, principal: Principal, companion_id: UUID, key_id: UUID, grace_seconds: int
+    ) -> IssuedApiKey:
+        """A new key with the old one's name, scopes and expiry; the old stays valid for ``grace_seconds``."""
+        companion = self._owned_companion(principal, companion_id)
+        now = self._clock.now()
+        old = next(
+            (key for key in self._store.list_api_keys(principal.owner_id, companion.id) if key.id == key_id),
+            None,
+        )
+        if old is None:
+            raise NotFound("No such API key")
+        grace_until = now + timedelta(seconds=grace_seconds)
+        for _ in range(_KEY_ATTEMPTS):
+            new, stored = _new_key(
+                "companion", principal.owner_id, companion.id, old.scopes, old.name, now, old.expires_at
+            )
+            audit = _event(
+                principal,
+                "api_key.rotated",
+                companion.id,
+                f"api_key:{key_id}",
+                now,
+                {
+                    "new_key_id": str(stored.record.id),
+                    "prefix": new.prefix,
+                    "grace_until": grace_until.isoformat(),
+                },
+            )
+            try:
+                rotated = self._store.rotate_api_key(
+                    principal.owner_id, companion.id, key_id, stored, grace_until, audit
+                )
+            except Conflict:
+                continue
+            if rotated is None:
+                raise Conflict("The key is revoked, expired or already rotated")
+            return IssuedApiKey(
+                api_key=new.plaintext,
+                id=stored.record.id,
+                prefix=new.prefix,
+                scopes=old.scopes,
+                expires_at=old.expires_at,
+                replaces=key_id,
+                old_key_valid_until=grace_until,
+            )
+        raise Conflict("Could not draw a unique key; try again")
+
+    # --- users and tokens -----------------------------------------------------------------------------------
+
+    def issue_user_token(self, principal: Principal, request: TokenRequest) -> TokenResponse:
+        """A companion key exchanges itself for a short-lived token of one of its users."""
+        if principal.kind != "companion" or principal.companion_id is None:
+            raise Forbidden("Only a companion key can request user tokens")
+        if self._signing_keys is None:
+            raise RuntimeError("IdentityService built without signing keys cannot issue tokens")
+        scopes = set(request.scopes) if request.scopes is not None else set(principal.scopes)
+        if not scopes <= principal.scopes:
+            raise Forbidden(
+                "The requested scopes exceed the key's", details={"allowed": sorted(principal.scopes)}
+            )
+        if not scopes:
+            raise ValidationFailed("A token needs at least one scope")
+        now = self._clock.now()
+        companion = self._store.get_companion(principal.owner_id, principal.companion_id)
+        if companion is None or companion.status != "active":
+            raise Forbidden("The companion is not active")
+        user = self._store.companion_user(principal.owner_id, companion.id, request.user_id)
+        if user is not None and user.is_blocked:
+            raise Forbidden("The user is blocked")
+        token = tokens.issue(
+            subject=request.user_id,
+            companion_id=str(companion.id),
+            owner_id=str(principal.owner_id),
+            scopes=scopes,
+            signing_key=self._signing_keys.load().signing_key(),
+            issuer=self._issuer,
+            audience=self._audience,
+            ttl_seconds=request.ttl_seconds,
+            now=now,
+        )
+        # The user is created on first use, and the issue is recorded, in one transaction.
+        audit = _event(
+            principal,
+            "token.issued",
+            companion.id,
+            f"user:{request.user_id}",
+            now,
+            {"scopes": sorted(scopes), "ttl_seconds": request.ttl_seconds},
+        )
+        self._store.ensure_companion_user(principal.owner_id, companion.id, request.user_id, now, audit)
+        return TokenResponse(
+            access_token=token, expires_in=request.ttl_seconds, scope=" ".join(sorted(scopes))
+        )
+
+    def update_user_permissions(
+        self, principal: Principal, companion_id: UUID, user_id: str, changes: UserPermissions
+    ) -> CompanionUser:
+        companion = self._owned_companion(principal, companion_id)
+        now = self._clock.now()
+        action = "user.blocked" if changes.is_blocked else "user.permissions_changed"
+        return self._store.update_companion_user(
+            principal.owner_id,
+            companion.id,
+            user_id,
+            changes,
+            now,
+            _event(
+                principal, action, companion.id, f"user:{user_id}", now, changes.model_dump(exclude_none=True)
+            ),
+        )
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        if self._signing_keys is None:
+            raise RuntimeError("IdentityService built without signing keys has no JWKS")
+        return self._signing_keys.load().jwks()
+
+    def _owned_companion(self, principal: Principal, companion_id: UUID) -> Companion:
+        require(principal, tokens.SCOPE_ADMIN)
+        companion = self._store.get_companion(principal.owner_id, companion_id)
+        if companion is None:
+            raise NotFound(NO_SUCH_COMPANION)
+        return companion
+
+
+def _new_key(
+    kind: api_keys.KeyKind,
+    owner_id: UUID,
+    companion_id: UUID | None,
+    scopes: list[str],
+    name: str,
+    now: datetime,
+    expires_at: datetime | None,
+) -> tuple[api_keys.NewKey, StoredApiKey]:
+    new = api_keys.generate(kind)
+    record = ApiKey(
+        id=uuid4(),
+        kind=kind,
+        owner_id=owner_id,
+        companion_id=companion_id,
+        prefix=new.prefix,
+        name=name,
+        scopes=scopes,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    return new, StoredApiKey(record=record, hash=new.hash)
+
+
+def _event(
+    principal: Principal,
+    action: str,
+    companion_id: UUID | None,
+    target: str,
+    at: datetime,
+    details: dict[str, Any],
+) -> AuditEvent:
+    return AuditEvent(
+        owner_id=principal.owner_id,
+        companion_id=companion_id,
+        actor=principal.actor,
+        action=action,
+        target=target,
+        details=details,
+        at=at,
+    )
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in override.items():
+        merged[name] = (
+            _merged(base[name], value)
+            if isinstance(value, dict) and isinstance(base.get(name), dict)
+            else value
+        )
+    return merged

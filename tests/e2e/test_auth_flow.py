@@ -1,0 +1,130 @@
+"""The operator contract of DESIGN.md §4 through the local gateway, and HTTP attacks on the identity edge."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from companion_memory import cli
+from localdev.stack import Running
+
+
+@pytest.fixture(scope="module")
+def api(stack: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.env["API_URL"], timeout=30) as client:
+        yield client
+
+
+def _owner(capsys: pytest.CaptureFixture[str], name: str) -> dict[str, Any]:
+    assert cli.main(["owner", "create", "--name", name]) == 0
+    created: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return created
+
+
+def _bearer(credential: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {credential}"}
+
+
+@pytest.fixture(scope="module")
+def tenant(api: httpx.Client, stack: Running) -> dict[str, Any]:
+    # Given an owner (bootstrapped by the CLI), a companion and a companion key
+    owner, api_key = _bootstrap_owner("Acme")
+    companion = api.post("/companions", json={"name": "Ava"}, headers=_bearer(api_key))
+    assert companion.status_code == 201, companion.text
+    key = api.post(
+        f"/companions/{companion.json()['id']}/api-keys", json={"name": "backend"}, headers=_bearer(api_key)
+    )
+    assert key.status_code == 201, key.text
+    return {"owner": owner, "owner_key": api_key, "companion": companion.json(), "key": key.json()}
+
+
+def _bootstrap_owner(name: str) -> tuple[str, str]:
+    from companion_memory import wiring
+
+    owner, api_key = wiring.identity_service().create_owner(name)
+    return str(owner.id), api_key
+
+
+def test_the_cli_bootstraps_an_owner_key(stack: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    created = _owner(capsys, "Bootstrap Ltd")
+    assert set(created) == {"owner_id", "api_key"}
+    assert created["api_key"].startswith("ok_")
+
+
+def test_a_companion_key_exchanges_for_a_user_token_that_verifies(
+    api: httpx.Client, tenant: dict[str, Any]
+) -> None:
+    from companion_memory import wiring
+
+    # When the companion's backend asks for a token for one of its users
+    answer = api.post(
+        "/auth/token",
+        json={"user_id": "alice", "scopes": ["memories:read"], "ttl_seconds": 600},
+        headers=_bearer(tenant["key"]["api_key"]),
+    )
+    # Then it gets a short-lived bearer token bound to that user and companion
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
+    principal = wiring.authenticator().authenticate(body["access_token"])
+    assert (principal.kind, principal.user_id, str(principal.companion_id)) == (
+        "user",
+        "alice",
+        tenant["companion"]["id"],
+    )
+    assert principal.scopes == {"memories:read"}
+
+
+def test_the_owner_lists_keys_without_secrets(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    listed = api.get(
+        f"/companions/{tenant['companion']['id']}/api-keys", headers=_bearer(tenant["owner_key"])
+    )
+    assert listed.status_code == 200
+    assert tenant["key"]["api_key"] not in listed.text
+    assert [key["prefix"] for key in listed.json()["api_keys"]] == [tenant["key"]["prefix"]]
+
+
+def test_jwks_and_protected_resource_metadata_are_public(api: httpx.Client, stack: Running) -> None:
+    jwks = api.get("/.well-known/jwks.json").json()
+    assert jwks["keys"] and all("d" not in key for key in jwks["keys"])
+    metadata = api.get("/.well-known/oauth-protected-resource").json()
+    assert metadata["resource"] == stack.env["API_URL"] + "/mcp"
+    assert metadata["bearer_methods_supported"] == ["header"]
+
+
+# --- attacks ---------------------------------------------------------------------------------------------
+
+
+def test_no_credential_is_401(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    assert api.post("/companions", json={"name": "x"}).status_code == 401
+    assert api.post("/auth/token", json={"user_id": "alice"}).status_code == 401
+
+
+def test_a_bad_credential_is_refused(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    forged = "ck_" + "A" * 55
+    # The token exchange authenticates itself: 401. Authorizer-guarded routes: API Gateway answers an
+    # authorizer's denial with 403 (an HttpApi simple response cannot say 401; see docs/security.md).
+    assert api.post("/auth/token", json={"user_id": "a"}, headers=_bearer(forged)).status_code == 401
+    assert api.post("/companions", json={"name": "x"}, headers=_bearer(forged)).status_code == 403
+
+
+def test_a_credential_without_the_scope_is_403(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    # A companion key (no admin scope) may not create companions or keys
+    answer = api.post("/companions", json={"name": "x"}, headers=_bearer(tenant["key"]["api_key"]))
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "forbidden"
+
+
+def test_another_tenants_companion_reads_as_missing(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    _, other_key = _bootstrap_owner("Rival")
+    theirs = api.get(f"/companions/{tenant['companion']['id']}/api-keys", headers=_bearer(other_key))
+    missing = api.get("/companions/00000000-0000-4000-8000-000000000000/api-keys", headers=_bearer(other_key))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json() == missing.json()
+
+
+def test_a_token_in_the_query_string_is_never_read(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    answer = api.post("/companions", params={"access_token": tenant["owner_key"]}, json={"name": "x"})
+    assert answer.status_code == 401
