@@ -1,10 +1,19 @@
 """Redis (ElastiCache Serverless in AWS: TLS and RBAC; plain redis-server locally)."""
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from companion_memory.config import RedisSettings
 
 _HEALTH_CHECK_INTERVAL_S = 30
+
+
+def _retry() -> Retry:
+    # redis-py 8 retries a failed command 10 times with exponential backoff by default: ~4.4 s against a
+    # refused port, far longer against a silent one, on every request. One immediate retry covers a
+    # pooled connection the server closed; an outage then fails within the socket timeouts.
+    return Retry(NoBackoff(), 1)
 
 
 def redis_client(settings: RedisSettings, credentials: dict[str, str] | None) -> "redis.Redis":
@@ -16,6 +25,7 @@ def redis_client(settings: RedisSettings, credentials: dict[str, str] | None) ->
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=_HEALTH_CHECK_INTERVAL_S,
+            retry=_retry(),
         )
     if settings.redis_host is None:
         raise ValueError("set REDIS_URL or REDIS_HOST")
@@ -29,6 +39,7 @@ def redis_client(settings: RedisSettings, credentials: dict[str, str] | None) ->
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=_HEALTH_CHECK_INTERVAL_S,
+        retry=_retry(),
     )
 
 
