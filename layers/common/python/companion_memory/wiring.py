@@ -13,8 +13,10 @@ import redis
 
 from companion_memory.adapters import aws
 from companion_memory.adapters.dynamodb import DynamoDbProbe
+from companion_memory.adapters.kms_envelope import KmsDataKeys, PostgresWrappedKeys
 from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo_from
 from companion_memory.adapters.redis import RedisProbe, redis_client
+from companion_memory.adapters.redis_limits import RedisRateLimiter
 from companion_memory.adapters.clock import SystemClock
 from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
@@ -23,12 +25,16 @@ from companion_memory.config import (
     AwsSettings,
     HealthSettings,
     IdentitySettings,
+    KmsSettings,
     PostgresSettings,
+    RateLimitSettings,
     RedisSettings,
     settings_for,
 )
 from companion_memory.domain.identity import IdentityService
+from companion_memory.domain.envelope import EnvelopeCipher
 from companion_memory.domain.health import HealthService
+from companion_memory.domain.limits import RequestGuard
 from companion_memory.ports import DependencyProbe, Embedder
 
 
@@ -160,6 +166,28 @@ def authenticator() -> Authenticator:
     )
 
 
+@cache
+def content_cipher() -> EnvelopeCipher:
+    """Seals strict companions' content; also provisions (``provision_data_key``) and shreds data keys."""
+    settings = settings_for(KmsSettings)
+    if settings.kms_key_id is None:
+        raise ValueError("KMS_KEY_ID is not set")
+    return EnvelopeCipher(
+        KmsDataKeys(aws_client("kms"), settings.kms_key_id),
+        PostgresWrappedKeys(database()),
+        SystemClock(),
+        ttl_s=settings.data_key_cache_ttl_s,
+        max_uses=settings.data_key_max_uses,
+    )
+
+
+@cache
+def rate_limiter() -> RequestGuard:
+    """``admit(companion_id, user_id, companion_config)`` before each request of a companion's user."""
+    limiter = RedisRateLimiter(redis_connection(), SystemClock())
+    return RequestGuard(limiter, settings_for(RateLimitSettings).rate_limit_failure_mode)
+
+
 def reset() -> None:
     """Forget every cached client (after a SnapStart restore, or between tests)."""
     for built in (
@@ -174,6 +202,8 @@ def reset() -> None:
     ):
         built.cache_clear()
     embedder.cache_clear()
+    content_cipher.cache_clear()
+    rate_limiter.cache_clear()
 
 
 def _register_snapstart_hook() -> None:
