@@ -1,0 +1,106 @@
+"""The retrieval bench's scorer (bench/retrieval/metrics.py) and its labelled set (bench/retrieval/data)."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from bench.retrieval import generate
+from bench.retrieval.dataset import load_memories, load_questions
+from bench.retrieval.metrics import recall_at_k, reciprocal_rank, score
+
+# --- metrics -----------------------------------------------------------------------------------------------
+
+
+def test_recall_at_k_counts_the_share_of_answers_in_the_first_k() -> None:
+    ranked = ["a", "b", "c", "d"]
+
+    assert recall_at_k(ranked, ["c"], 2) == 0.0
+    assert recall_at_k(ranked, ["c"], 3) == 1.0
+    assert recall_at_k(ranked, ["a", "d"], 3) == 0.5
+    assert recall_at_k(ranked, ["a", "d"], 10) == 1.0
+
+
+def test_reciprocal_rank_is_taken_at_the_first_answer_found_and_zero_when_none_is() -> None:
+    assert reciprocal_rank(["a", "b", "c"], ["c", "b"]) == 0.5
+    assert reciprocal_rank(["a", "b", "c"], ["z"]) == 0.0
+
+
+def test_a_question_without_answers_or_a_k_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="answer"):
+        recall_at_k(["a"], [], 5)
+    with pytest.raises(ValueError, match="k must"):
+        recall_at_k(["a"], ["a"], 0)
+    with pytest.raises(ValueError, match="no questions"):
+        score([])
+
+
+def test_score_averages_over_questions() -> None:
+    # Given one question answered first, one answered sixth, one not at all
+    ranked = [f"m{i}" for i in range(12)]
+    results = [(ranked, ["m0"]), (ranked, ["m5"]), (ranked, ["x"])]
+
+    scores = score(results)
+
+    assert scores.questions == 3
+    assert scores.recall_at_5 == pytest.approx(1 / 3)
+    assert scores.recall_at_10 == pytest.approx(2 / 3)
+    assert scores.mrr == pytest.approx((1 + 1 / 6) / 3)
+
+
+# --- the labelled set --------------------------------------------------------------------------------------
+
+
+def test_the_committed_files_are_exactly_what_the_generator_writes() -> None:
+    # A hand edit of data/ (or a generator change without regenerating) would silently change the bench.
+    for name, text in generate.render(generate.SEED).items():
+        assert (generate.DATA_DIR / name).read_text() == text, name
+
+
+def test_the_set_has_enough_users_questions_and_every_kind() -> None:
+    questions = load_questions()
+    users = {m.user_id for m in load_memories()}
+
+    assert len(users) >= 8
+    assert len(questions) >= 300
+    assert set(Counter(q.kind for q in questions)) == {"paraphrase", "temporal", "multi_hop", "distractor"}
+
+
+def test_every_answer_and_distractor_is_a_memory_of_the_question_s_own_user() -> None:
+    owner = {m.id: m.user_id for m in load_memories()}
+
+    for q in load_questions():
+        assert q.answer_ids, q.id
+        assert all(owner[i] == q.user_id for i in (*q.answer_ids, *q.distractor_ids)), q.id
+        assert not set(q.answer_ids) & set(q.distractor_ids), q.id
+
+
+def test_temporal_answers_fall_inside_their_window_and_multi_hop_needs_two_memories() -> None:
+    memories = {m.id: m for m in load_memories()}
+
+    for q in load_questions():
+        if q.kind == "temporal":
+            assert q.since is not None
+            assert q.until is not None
+            assert all(q.since <= memories[i].occurred_at < q.until for i in q.answer_ids), q.id
+        if q.kind == "multi_hop":
+            assert len(q.answer_ids) == 2, q.id
+
+
+def test_the_split_holds_out_about_a_third_of_the_questions_for_testing() -> None:
+    questions = load_questions()
+    test = load_questions(split="test")
+
+    assert 0.2 < len(test) / len(questions) < 0.4
+    assert len(load_questions(split="tune")) + len(test) == len(questions)
+    manifest = json.loads((generate.DATA_DIR / "manifest.json").read_text())
+    assert manifest["by_split"] == {"tune": len(questions) - len(test), "test": len(test)}
+
+
+def test_memories_keep_the_speaker_s_name_in_the_text() -> None:
+    names = {p.slug: p.name for p in generate.PEOPLE}
+
+    for memory in load_memories():
+        if memory.metadata["topic"].endswith("_event"):
+            continue  # the second memory of a chain names the pet, sibling or partner instead
+        assert names[memory.user_id.removeprefix("user-")] in memory.content, memory.id
