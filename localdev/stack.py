@@ -9,7 +9,6 @@ kept, missing ones are started, resources are created if missing, migrations are
 import argparse
 import contextlib
 import fcntl
-import importlib.util
 import json
 import os
 import secrets
@@ -28,7 +27,6 @@ from localdev import cloud, postgres, procs
 from localdev.template import ROOT, Template, load
 
 DEFAULT_STATE_DIR = ROOT / ".local"
-GATEWAY_MODULE = ROOT / "localdev" / "gateway.py"
 PORTS = ("postgres", "redis", "moto", "api", "mcp")
 EXIT_SOME_DOWN = 3
 _START_TIMEOUT_S = 30.0
@@ -55,7 +53,6 @@ class ServiceStatus:
     pid: int | None
     ports: tuple[int, ...]
     up: bool
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,20 +198,8 @@ class Stack:
             live = procs.is_running(pid, service.marker)
             service_ports = tuple(ports[name] for name in service.ports if name in ports)
             up = live and bool(service_ports) and all(procs.port_open(port) for port in service_ports)
-            note = ""
-            if service is GATEWAY and not GATEWAY_MODULE.exists():
-                note = "not built yet (localdev/gateway.py is missing)"
-            result.append(ServiceStatus(service.name, pid if live else None, service_ports, up, note))
+            result.append(ServiceStatus(service.name, pid if live else None, service_ports, up))
         return result
-
-    def env(self) -> dict[str, str]:
-        """The environment of the last ``up`` (read back from stack.env)."""
-        env: dict[str, str] = {}
-        for line in self.env_file.read_text().splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                env[key] = shlex.split(value)[0] if value else ""
-        return env
 
     # ------------------------------------------------------------------ state
     @contextlib.contextmanager
@@ -236,11 +221,7 @@ class Stack:
         return state
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        # Holds passwords: written owner-only, replaced atomically.
-        staging = self._state_file.with_suffix(".tmp")
-        staging.touch(mode=0o600)
-        staging.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-        staging.replace(self._state_file)
+        _write_private(self._state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     def _password_named(self, state: dict[str, Any], name: str, length: int) -> str:
         passwords: dict[str, str] = state["passwords"]
@@ -345,9 +326,6 @@ class Stack:
         return procs.tail(self._log(service.name))
 
     def _ensure_gateway(self, ports: dict[str, int], env: dict[str, str], restart: bool) -> None:
-        if not GATEWAY_MODULE.exists():
-            print("gateway: skipped (localdev/gateway.py does not exist yet)", file=sys.stderr)
-            return
         if self._alive(GATEWAY):
             if not restart:
                 return
@@ -382,9 +360,7 @@ class Stack:
             "appendonly no",
             *self._redis_users(template, self._username(secret), password),
         ]
-        conf = directory / "redis.conf"
-        conf.touch(mode=0o600)
-        conf.write_text("\n".join(lines) + "\n")
+        _write_private(directory / "redis.conf", "\n".join(lines) + "\n")
 
     @staticmethod
     def _redis_users(template: Template, username: str, password: str) -> list[str]:
@@ -468,16 +444,10 @@ class Stack:
         content = "\n".join(lines) + "\n"
         if self.env_file.exists() and self.env_file.read_text() == content:
             return False
-        staging = self.env_file.with_suffix(".tmp")
-        staging.touch(mode=0o600)
-        staging.write_text(content)
-        staging.replace(self.env_file)
+        _write_private(self.env_file, content)
         return True
 
     def _migrate(self, env: dict[str, str]) -> None:
-        if importlib.util.find_spec("companion_memory.cli") is None:
-            print("migrate: skipped (companion_memory.cli does not exist yet)", file=sys.stderr)
-            return
         # cwd is the state directory: the CLI falls back to ./.local/stack.env, which must never be
         # another stack's file (the test stack runs beside a developer's).
         result = subprocess.run(
@@ -500,6 +470,15 @@ class Stack:
             )
 
 
+def _write_private(path: Path, content: str) -> None:
+    """Write a file that holds passwords: owner-only from its first byte, replaced atomically."""
+    staging = path.with_name(path.name + ".tmp")
+    with os.fdopen(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # a staging file a crash left behind keeps its old mode otherwise
+        file.write(content)
+    staging.replace(path)
+
+
 @dataclass(frozen=True)
 class Running:
     """A started stack and its environment: what the test suite's ``stack`` fixture yields."""
@@ -517,11 +496,7 @@ def _print_status(statuses: list[ServiceStatus]) -> None:
         ports = ",".join(str(port) for port in service.ports) or "-"
         state = "up" if service.up else "down"
         pid = service.pid if service.pid is not None else "-"
-        print(f"  {service.name:<9} {state:<5} pid {pid!s:<8} port {ports:<12} {service.note}".rstrip())
-
-
-def _required(statuses: list[ServiceStatus]) -> list[ServiceStatus]:
-    return [s for s in statuses if s.name != "gateway" or GATEWAY_MODULE.exists()]
+        print(f"  {service.name:<9} {state:<5} pid {pid!s:<8} port {ports}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         statuses = stack.status()
         _print_status(statuses)
-        return 0 if all(s.up for s in _required(statuses)) else EXIT_SOME_DOWN
+        return 0 if all(s.up for s in statuses) else EXIT_SOME_DOWN
     except (StackError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "output", None)
         print(f"error: {error}" + (f"\n{detail}" if detail else ""), file=sys.stderr)

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from localdev import procs
-from localdev.stack import GATEWAY_MODULE, Running, Stack
+from localdev.stack import Running, Stack
 from localdev.template import default as template
 
 CONTRACT_KEYS = (
@@ -73,9 +73,7 @@ def _pids(local: Stack) -> dict[str, int | None]:
 def test_a_second_up_keeps_every_running_service(stack: Running) -> None:
     # Given the session's stack is up
     before = _pids(stack.stack)
-    assert all(
-        pid is not None for name, pid in before.items() if name != "gateway" or GATEWAY_MODULE.exists()
-    )
+    assert all(pid is not None for pid in before.values())
     # When `up` runs again
     env = stack.stack.up()
     # Then the same processes serve the same environment
@@ -101,7 +99,12 @@ def test_stack_env_holds_the_contract_keys_and_reads_back_alike_in_a_shell(stack
     assert json.loads(stack.env["MCP_ALLOWED_HOSTS"])[0] == stack.env["MCP_URL"].split("/")[2]
 
 
-@pytest.mark.skipif(not GATEWAY_MODULE.exists(), reason="localdev/gateway.py does not exist yet")
+def test_files_holding_passwords_are_readable_by_their_owner_only(stack: Running) -> None:
+    for name in ("stack.env", "state.json", "redis/redis.conf"):
+        path = stack.state_dir / name
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
 def test_health_answers_200_with_every_dependency_up(stack: Running) -> None:
     response = httpx.get(f"{stack.env['API_URL']}/health", timeout=10)
     assert response.status_code == 200
@@ -210,7 +213,7 @@ def test_down_leaves_nothing_behind_and_up_brings_back_the_same_stack(throwaway:
     # Given a stack that was up, with a data key wrapped by its KMS key and a row in its database
     env = throwaway.up()
     running = throwaway.status()
-    assert all(s.up for s in running if s.name != "gateway" or GATEWAY_MODULE.exists())
+    assert all(s.up for s in running)
     kms = _client(env, "kms")
     wrapped = kms.generate_data_key(KeyId=env["KMS_KEY_ID"], KeySpec="AES_256")
     with psycopg.connect(env["DATABASE_OWNER_URL"], autocommit=True) as conn:
