@@ -62,8 +62,7 @@ class Route:
     function: str  # logical id
     method: str  # upper case, or ANY
     path: str  # API Gateway path, e.g. /companions/{companion_id}, or $default
-    authorizer: str | None  # logical id of the Lambda authorizer guarding it, or None
-    auth: Authorizer | None = None  # the authorizer's full configuration (the local gateway runs it)
+    auth: Authorizer | None = None  # the Lambda authorizer guarding it (the local gateway runs it), or None
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,6 @@ def load(path: Path = TEMPLATE) -> Template:
                     function=name,
                     method=str(event_props.get("Method", "ANY")).upper(),
                     path=event_props["Path"],
-                    authorizer=auth.function if auth else None,
                     auth=auth,
                 )
             )

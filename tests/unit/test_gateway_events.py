@@ -14,7 +14,7 @@ NOW = datetime(2026, 1, 15, 9, 30, 0, tzinfo=UTC)
 
 
 def _route(path: str, method: str = "GET") -> Route:
-    return Route(function="Fn", method=method, path=path, authorizer=None)
+    return Route(function="Fn", method=method, path=path)
 
 
 def _event(request: HttpRequest, route: Route) -> dict[str, object]:

@@ -28,7 +28,7 @@ def test_authorizers_carry_identity_sources_ttl_and_response_mode() -> None:
     assert private.identity_sources == ("$request.header.Authorization",)
     assert private.ttl_seconds == 300
     assert private.simple_responses
-    assert routes["/private/{proxy+}"].authorizer == "AuthorizerFunction"
+    assert private.function == "AuthorizerFunction"
     uncached = routes["/uncached"].auth
     assert uncached is not None
     assert uncached.ttl_seconds == 0
