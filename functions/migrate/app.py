@@ -5,6 +5,7 @@ cluster's deletion policy, not a migration's).
 """
 
 import threading
+from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,28 +26,36 @@ def lambda_handler(event: CloudFormationCustomResourceEvent, context: LambdaCont
     if event.request_type == "Delete":
         respond(event, "SUCCESS", physical_resource_id=event.physical_resource_id or PHYSICAL_ID)
         return
-    answered = threading.Event()
+    # CloudFormation takes one answer; the deadline timer and this thread race to give it, and the
+    # first to take the lock answers (a check-then-set on an Event could let both through).
+    answered = threading.Lock()
     deadline = threading.Timer(
         max(context.get_remaining_time_in_millis() - TIMEOUT_MARGIN_MS, 0) / 1000,
-        _fail_once,
-        args=(event, answered, "timed out applying migrations"),
+        _answer_once,
+        args=(answered, event, "FAILED"),
+        kwargs={"reason": "timed out applying migrations"},
     )
     deadline.start()
     try:
         result = migrations.migrate(settings_for(MigrateSettings))
     except Exception:
         logger.exception("migrations failed")
-        _fail_once(event, answered, f"migrations failed; see log stream {context.log_stream_name}")
+        reason = f"migrations failed; see log stream {context.log_stream_name}"
+        _answer_once(answered, event, "FAILED", reason=reason)
         return
     finally:
         deadline.cancel()
     logger.info("migrations applied", extra=result)
-    if not answered.is_set():
-        answered.set()
-        respond(event, "SUCCESS", physical_resource_id=PHYSICAL_ID, data={"Version": result["version"]})
+    _answer_once(answered, event, "SUCCESS", data={"Version": result["version"]})
 
 
-def _fail_once(event: CloudFormationCustomResourceEvent, answered: threading.Event, reason: str) -> None:
-    if not answered.is_set():
-        answered.set()
-        respond(event, "FAILED", physical_resource_id=PHYSICAL_ID, reason=reason)
+def _answer_once(
+    answered: threading.Lock,
+    event: CloudFormationCustomResourceEvent,
+    status: Literal["SUCCESS", "FAILED"],
+    *,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    if answered.acquire(blocking=False):
+        respond(event, status, physical_resource_id=PHYSICAL_ID, reason=reason, data=data)
