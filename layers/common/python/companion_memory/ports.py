@@ -5,10 +5,21 @@ so a type checker notices when a fake drifts.
 """
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
+
+from companion_memory.models.memory import (
+    Candidate,
+    HistoryEntry,
+    MemoryCriteria,
+    Relation,
+    RelationType,
+    StoredMemory,
+)
+from companion_memory.models.tenancy import TenantScope
 
 
 class Clock(Protocol):
@@ -50,6 +61,88 @@ class ContentCipher(Protocol):
     def seal(self, companion_id: UUID, user_id: str, memory_id: UUID, plaintext: str) -> bytes: ...
 
     def open(self, companion_id: UUID, user_id: str, memory_id: UUID, sealed: bytes) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateQuery:
+    """What recall asks the store for: the top ``k`` by vector distance (vectors of ``model`` only) and
+    the top ``k`` by keyword rank (any of ``terms``), among memories that meet ``criteria``; their union,
+    each with both raw scores."""
+
+    model: str
+    vector: Sequence[float]
+    terms: Sequence[str]
+    criteria: MemoryCriteria
+    k: int
+
+
+class MemoryUnit(Protocol):
+    """One transaction of the memory store in one tenant scope; rows outside the scope do not exist."""
+
+    def isolation_level(self) -> str | None:
+        """The companion's isolation level ('standard' or 'strict'); None when it is not visible."""
+        ...
+
+    def get(self, memory_id: UUID, *, include_forgotten: bool = False) -> StoredMemory | None: ...
+
+    def insert(self, memory: StoredMemory) -> None: ...
+
+    def save(self, memory: StoredMemory, *, expected_version: int) -> bool:
+        """Write every field of ``memory`` if the stored version is still ``expected_version``."""
+        ...
+
+    def put_embedding(self, memory: StoredMemory, model: str, vector: Sequence[float]) -> None: ...
+
+    def add_history(self, entry: HistoryEntry) -> None: ...
+
+    def history(self, memory_id: UUID) -> list[HistoryEntry]: ...
+
+    def nearest(
+        self, user_id: str, criteria: MemoryCriteria, model: str, vector: Sequence[float], limit: int
+    ) -> list[tuple[StoredMemory, float]]:
+        """The user's live memories closest to ``vector`` (exact cosine similarity, highest first)."""
+        ...
+
+    def candidates(self, user_id: str, query: CandidateQuery) -> list[Candidate]:
+        """Exact: every one of the user's memories that meets the criteria is considered."""
+        ...
+
+    def companion_candidates(self, query: CandidateQuery, ef_search: int) -> list[Candidate]:
+        """Approximate, companion-wide, by the model's vector index only (keyword rank 0)."""
+        ...
+
+    def touch(self, memory_ids: Sequence[UUID], at: datetime) -> None:
+        """Count an access; rows another transaction holds are skipped rather than waited for."""
+        ...
+
+    def page(
+        self, user_id: str, criteria: MemoryCriteria, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[StoredMemory]:
+        """Newest first by (created_at, id), strictly after the ``after`` key."""
+        ...
+
+    def link(
+        self,
+        relation_id: UUID,
+        source: StoredMemory,
+        target: StoredMemory,
+        type: RelationType,
+        metadata: dict[str, Any],
+        at: datetime,
+    ) -> Relation:
+        """Create the relation, or return the existing one of the same (source, target, type) with the
+        given metadata."""
+        ...
+
+
+class MemoryStore(Protocol):
+    def unit(self, scope: TenantScope) -> AbstractContextManager[MemoryUnit]:
+        """A transaction in ``scope``: committed when the block ends, rolled back when it raises."""
+        ...
+
+    def purge_forgotten(self, cutoff: datetime, max_rows: int) -> int:
+        """Delete, across all tenants, forgotten memories whose grace period ended by ``cutoff``."""
+        ...
 
 
 class DataKeyService(Protocol):

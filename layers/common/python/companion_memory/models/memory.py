@@ -1,6 +1,7 @@
 """Memories on the wire and in the domain: what a companion stores about a user and gets back."""
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -19,6 +20,7 @@ RelationType = Literal[
     "related_to",
 ]
 StoreOutcome = Literal["created", "reinforced", "updated"]
+HistoryChange = Literal["created", "reinforced", "updated", "forgotten", "restored", "archived"]
 
 MAX_CONTENT_CHARS = 10_000
 MAX_METADATA_BYTES = 16_384
@@ -162,3 +164,69 @@ class Relation(_Frozen):
     type: RelationType
     metadata: dict[str, Any]
     created_at: datetime
+
+
+# --- Records between the memory service and its store (not on the wire) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMemory:
+    """A row of ``memories`` as the store keeps it. A strict companion's memory has ``content`` and
+    ``summary`` None and both sealed together in ``sealed``; only the service opens it."""
+
+    id: UUID
+    companion_id: UUID
+    user_id: str
+    type: MemoryType
+    content: str | None
+    sealed: bytes | None
+    summary: str | None
+    metadata: dict[str, Any]
+    importance: float
+    confidence: float
+    occurred_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    accessed_at: datetime | None
+    access_count: int
+    reinforcement_count: int
+    expires_at: datetime | None
+    archived_at: datetime | None
+    forgotten_at: datetime | None
+    purge_after: datetime | None
+    version: int
+    embedding_model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryCriteria:
+    """Which of a user's memories are live candidates: not forgotten, not expired at ``now``, not archived
+    (unless asked), of these types, occurred in [since, until)."""
+
+    now: datetime
+    types: tuple[MemoryType, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_archived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A recall candidate with its raw ranker scores: cosine similarity (None without a vector of the
+    query's model) and keyword rank (0 when no query term matches)."""
+
+    memory: StoredMemory
+    vector_similarity: float | None
+    keyword_rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    memory_id: UUID
+    companion_id: UUID
+    user_id: str
+    version: int
+    change: HistoryChange
+    snapshot: dict[str, Any]
+    actor: str
+    at: datetime
