@@ -44,7 +44,8 @@ def test_the_context_looks_like_lambdas() -> None:
     assert context.memory_limit_in_mb == 256
     assert context.log_group_name == "/aws/lambda/EchoFunction"
     assert "[$LATEST]" in context.log_stream_name
-    assert 19_000 < context.get_remaining_time_in_millis() <= 20_000
+    # The function's 20 s, not Lambda's default 3 s; no tighter bound, which a loaded machine could miss.
+    assert 3_000 < context.get_remaining_time_in_millis() <= 20_000
     assert make_context(function).aws_request_id != context.aws_request_id
 
 
