@@ -56,6 +56,26 @@ def _keys_rotate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]
     }
 
 
+def _embedding_index(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
+    """Build the HNSW index a new embedding model needs for companion-wide search (CONCURRENTLY, as the
+    schema owner): run it before switching EMBEDDING_PROVIDER, while the old model keeps serving."""
+    from companion_memory.adapters import aws
+    from companion_memory.adapters.postgres import owner_conninfo_from
+    from companion_memory.adapters.postgres_memory import create_embedding_index
+
+    settings = MigrateSettings(_env_file=env_file)
+    secret = None
+    if settings.database_owner_url is None and settings.db_owner_secret_arn:
+        secret = aws.secret_json(settings.db_owner_secret_arn)
+    try:
+        ddl = create_embedding_index(owner_conninfo_from(settings, secret), args.model, args.dims)
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as error:
+        raise migrations.MigrationError(f"index not built: {str(error).strip().splitlines()[0]}") from error
+    return {"model": args.model, "dimensions": args.dims, "ddl": ddl}
+
+
 def _load_settings(model: type[IdentitySettings], env_file: Path | None) -> None:
     """wiring builds its clients from ``settings_for``; give it the env file's values, environment first."""
     if env_file is not None:
@@ -85,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_parser("rotate", help="current -> previous, next -> current, new next").set_defaults(
         run=_keys_rotate
     )
+    index = commands.add_parser(
+        "embedding-index", help="build the companion-wide vector index of an embedding model (idempotent)"
+    )
+    index.add_argument("--model", required=True, help="the embedder's model_id, e.g. bedrock:...:1024")
+    index.add_argument("--dims", required=True, type=int, help="its vector dimensions (1-2000)")
+    index.set_defaults(run=_embedding_index)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace, Path | None], dict[str, Any]] = args.run
 
