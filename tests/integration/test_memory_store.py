@@ -408,3 +408,14 @@ def test_the_cli_builds_a_new_models_index_and_refuses_impossible_dimensions(
     capsys.readouterr()
     assert cli.main(["embedding-index", "--model", model, "--dims", "4096"]) == 1
     assert "2000 dimensions" in json.loads(capsys.readouterr().err)["error"]
+
+
+def test_wiring_builds_one_memory_service_on_the_stacks_database(database: Database) -> None:
+    from companion_memory import wiring
+
+    # Given the stack's environment, When the composition root builds the service twice
+    built = wiring.memory_service()
+    assert built is wiring.memory_service()
+    # Then it reads through the stack's database (listing embeds nothing, so no model is loaded)
+    companion = new_companion(database)
+    assert built.list(scope(companion), ListFilter()).items == []

@@ -15,6 +15,7 @@ from companion_memory.adapters import aws
 from companion_memory.adapters.dynamodb import DynamoDbProbe
 from companion_memory.adapters.kms_envelope import KmsDataKeys, PostgresWrappedKeys
 from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo_from
+from companion_memory.adapters.postgres_memory import PostgresMemoryStore
 from companion_memory.adapters.redis import RedisProbe, redis_client
 from companion_memory.adapters.redis_limits import RedisRateLimiter
 from companion_memory.adapters.clock import SystemClock
@@ -35,6 +36,7 @@ from companion_memory.domain.identity import IdentityService
 from companion_memory.domain.envelope import EnvelopeCipher
 from companion_memory.domain.health import HealthService
 from companion_memory.domain.limits import RequestGuard
+from companion_memory.domain.memory import MemoryService
 from companion_memory.ports import DependencyProbe, Embedder
 
 
@@ -188,6 +190,14 @@ def rate_limiter() -> RequestGuard:
     return RequestGuard(limiter, settings_for(RateLimitSettings).rate_limit_failure_mode)
 
 
+@cache
+def memory_service() -> MemoryService:
+    """Memories on PostgreSQL with the configured embedder; strict companions' content is sealed by the
+    envelope cipher when a KMS key is configured (without one, storing for a strict companion fails)."""
+    cipher = content_cipher() if settings_for(KmsSettings).kms_key_id is not None else None
+    return MemoryService(PostgresMemoryStore(database()), embedder(), SystemClock(), cipher=cipher)
+
+
 def reset() -> None:
     """Forget every cached client (after a SnapStart restore, or between tests)."""
     for built in (
@@ -204,6 +214,7 @@ def reset() -> None:
     embedder.cache_clear()
     content_cipher.cache_clear()
     rate_limiter.cache_clear()
+    memory_service.cache_clear()
 
 
 def _register_snapstart_hook() -> None:

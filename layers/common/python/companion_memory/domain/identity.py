@@ -275,19 +275,28 @@ class IdentityService:
     def update_user_permissions(
         self, principal: Principal, companion_id: UUID, user_id: str, changes: UserPermissions
     ) -> CompanionUser:
+        """Set some of a user's permissions (absent fields stay); the user is created if new. Audited."""
         companion = self._owned_companion(principal, companion_id)
+        changed = changes.model_dump(exclude_none=True)
+        if not changed:
+            raise ValidationFailed("Name at least one of can_read, can_write, can_delete, is_blocked")
         now = self._clock.now()
-        action = "user.blocked" if changes.is_blocked else "user.permissions_changed"
         return self._store.update_companion_user(
             principal.owner_id,
             companion.id,
             user_id,
             changes,
             now,
-            _event(
-                principal, action, companion.id, f"user:{user_id}", now, changes.model_dump(exclude_none=True)
-            ),
+            _event(principal, "permission.changed", companion.id, f"user:{user_id}", now, changed),
         )
+
+    def get_companion_user(self, principal: Principal, companion_id: UUID, user_id: str) -> CompanionUser:
+        """A user's permissions (owner key). A user the companion never saw: not found."""
+        companion = self._owned_companion(principal, companion_id)
+        user = self._store.companion_user(principal.owner_id, companion.id, user_id)
+        if user is None:
+            raise NotFound("No such user")
+        return user
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         if self._signing_keys is None:

@@ -1,0 +1,308 @@
+"""IdentityService: keys (collision retry, scopes, rotation), user tokens, permissions, their audit events."""
+
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+
+from companion_memory.auth import tokens
+from companion_memory.auth.principal import Principal
+from companion_memory.domain.identity import IdentityService
+from companion_memory.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from companion_memory.models.identity import (
+    ApiKeyCreate,
+    Companion,
+    CompanionCreate,
+    TokenRequest,
+    UserPermissions,
+)
+from tests.support.identity import InMemoryIdentityStore, InMemorySigningKeys, ManualClock
+
+ISSUER = "https://memory.example"
+AUDIENCE = f"{ISSUER}/mcp"
+
+
+@pytest.fixture
+def store() -> InMemoryIdentityStore:
+    return InMemoryIdentityStore()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def keys() -> InMemorySigningKeys:
+    return InMemorySigningKeys()
+
+
+@pytest.fixture
+def service(store: InMemoryIdentityStore, clock: ManualClock, keys: InMemorySigningKeys) -> IdentityService:
+    return IdentityService(store, clock, keys, issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture
+def owner(service: IdentityService) -> Principal:
+    created, _ = service.create_owner("Acme")
+    return Principal(kind="owner", owner_id=created.id, scopes=frozenset({"admin"}), key_id=uuid4())
+
+
+@pytest.fixture
+def companion(service: IdentityService, owner: Principal) -> Companion:
+    return service.create_companion(owner, CompanionCreate(name="Ava"))
+
+
+def _companion_key(companion: Companion, scopes: set[str]) -> Principal:
+    return Principal(
+        kind="companion",
+        owner_id=companion.owner_id,
+        companion_id=companion.id,
+        scopes=frozenset(scopes),
+        key_id=uuid4(),
+    )
+
+
+# --- prefix collisions --------------------------------------------------------------------------------------
+
+
+def test_a_prefix_collision_draws_a_new_key_and_the_caller_never_notices(
+    service: IdentityService, store: InMemoryIdentityStore, owner: Principal, companion: Companion
+) -> None:
+    # Given a store where the next two drawn prefixes are already taken
+    store.collisions = 2
+    # When a key is created
+    issued = service.create_api_key(owner, companion.id, ApiKeyCreate())
+    # Then the third draw is stored, with exactly one audit event for it
+    assert issued.prefix in {k.record.prefix for k in store.keys.values()}
+    created = [e for e in store.audit if e.action == "api_key.created"]
+    assert [e.target for e in created] == [f"api_key:{issued.id}"]
+
+
+def test_three_collisions_in_a_row_give_up_with_a_conflict_and_store_nothing(
+    service: IdentityService, store: InMemoryIdentityStore, owner: Principal, companion: Companion
+) -> None:
+    before = dict(store.keys)
+    store.collisions = 3
+    with pytest.raises(Conflict):
+        service.create_api_key(owner, companion.id, ApiKeyCreate())
+    assert store.keys == before
+
+
+def test_the_owner_bootstrap_retries_a_colliding_prefix_too(
+    service: IdentityService, store: InMemoryIdentityStore
+) -> None:
+    store.collisions = 1
+    created, key = service.create_owner("Collide Ltd")
+    assert store.owners[created.id].name == "Collide Ltd"
+    assert key.startswith("ok_")
+
+
+# --- scopes -------------------------------------------------------------------------------------------------
+
+
+def test_a_companion_key_cannot_carry_the_admin_scope(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    with pytest.raises(ValidationFailed):
+        service.create_api_key(owner, companion.id, ApiKeyCreate(scopes=["memories:read", "admin"]))
+
+
+def test_only_an_admin_creates_keys_and_companions(service: IdentityService, companion: Companion) -> None:
+    key = _companion_key(companion, {"memories:read", "memories:write"})
+    with pytest.raises(Forbidden):
+        service.create_api_key(key, companion.id, ApiKeyCreate())
+    with pytest.raises(Forbidden):
+        service.create_companion(key, CompanionCreate(name="Mallory"))
+
+
+def test_a_token_gets_the_keys_scopes_when_it_asks_for_none(
+    service: IdentityService, companion: Companion
+) -> None:
+    key = _companion_key(companion, {"memories:read", "memories:write"})
+    answer = service.issue_user_token(key, TokenRequest(user_id="alice"))
+    assert answer.scope == "memories:read memories:write"
+
+
+@pytest.mark.parametrize(
+    "asked", [["memories:delete"], ["memories:read", "memories:delete"], ["admin"]], ids=str
+)
+def test_a_token_never_gets_a_scope_its_key_lacks(
+    service: IdentityService, companion: Companion, asked: list[str]
+) -> None:
+    key = _companion_key(companion, {"memories:read", "memories:write"})
+    with pytest.raises(Forbidden) as raised:
+        service.issue_user_token(key, TokenRequest(user_id="alice", scopes=asked))
+    assert raised.value.details == {"allowed": ["memories:read", "memories:write"]}
+
+
+def test_a_token_with_an_empty_scope_list_is_refused(service: IdentityService, companion: Companion) -> None:
+    with pytest.raises(ValidationFailed):
+        service.issue_user_token(
+            _companion_key(companion, {"memories:read"}), TokenRequest(user_id="a", scopes=[])
+        )
+
+
+def test_only_a_companion_key_exchanges_for_user_tokens(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    user = Principal(
+        kind="user",
+        owner_id=owner.owner_id,
+        companion_id=companion.id,
+        user_id="a",
+        scopes=frozenset({"admin"}),
+    )
+    for principal in (owner, user):
+        with pytest.raises(Forbidden):
+            service.issue_user_token(principal, TokenRequest(user_id="alice"))
+
+
+def test_an_issued_token_is_bound_to_its_user_companion_issuer_and_audience(
+    service: IdentityService, keys: InMemorySigningKeys, clock: ManualClock, companion: Companion
+) -> None:
+    key = _companion_key(companion, {"memories:read"})
+    answer = service.issue_user_token(key, TokenRequest(user_id="alice", ttl_seconds=120))
+    claims = tokens.verify(
+        answer.access_token,
+        keys=keys.load().verification_keys(),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        now=clock.now(),
+        companion_id=str(companion.id),
+    )
+    assert (claims.subject, claims.owner_id, claims.scopes) == (
+        "alice",
+        str(companion.owner_id),
+        {"memories:read"},
+    )
+    assert answer.expires_in == 120
+
+
+# --- users: blocked, paused companion -----------------------------------------------------------------------
+
+
+def test_a_blocked_user_gets_no_token(
+    service: IdentityService, owner: Principal, companion: Companion, store: InMemoryIdentityStore
+) -> None:
+    service.update_user_permissions(owner, companion.id, "alice", UserPermissions(is_blocked=True))
+    with pytest.raises(Forbidden):
+        service.issue_user_token(_companion_key(companion, {"memories:read"}), TokenRequest(user_id="alice"))
+    assert not [e for e in store.audit if e.action == "token.issued"]
+
+
+@pytest.mark.parametrize("status", ["paused", "archived", "deleted"])
+def test_an_inactive_companion_issues_no_tokens(
+    service: IdentityService, store: InMemoryIdentityStore, companion: Companion, status: str
+) -> None:
+    store.set_status(companion.id, status)
+    with pytest.raises(Forbidden):
+        service.issue_user_token(_companion_key(companion, {"memories:read"}), TokenRequest(user_id="alice"))
+
+
+def test_permissions_change_only_what_is_named_and_are_audited(
+    service: IdentityService, owner: Principal, companion: Companion, store: InMemoryIdentityStore
+) -> None:
+    # When the owner takes away one permission of a user it never saw
+    updated = service.update_user_permissions(owner, companion.id, "carol", UserPermissions(can_delete=False))
+    # Then the user exists with only that permission changed, and the change is in the audit log
+    assert (updated.can_read, updated.can_write, updated.can_delete, updated.is_blocked) == (
+        True,
+        True,
+        False,
+        False,
+    )
+    assert service.get_companion_user(owner, companion.id, "carol") == updated
+    event = store.audit[-1]
+    assert (event.action, event.target, event.details, event.actor) == (
+        "permission.changed",
+        "user:carol",
+        {"can_delete": False},
+        owner.actor,
+    )
+
+
+def test_a_permission_change_naming_nothing_is_invalid(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    with pytest.raises(ValidationFailed):
+        service.update_user_permissions(owner, companion.id, "carol", UserPermissions())
+
+
+def test_an_unknown_user_reads_as_not_found(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    with pytest.raises(NotFound):
+        service.get_companion_user(owner, companion.id, "nobody")
+
+
+def test_another_owners_companion_user_reads_as_a_missing_companion(
+    service: IdentityService, companion: Companion
+) -> None:
+    rival_record, _ = service.create_owner("Rival")
+    rival = Principal(kind="owner", owner_id=rival_record.id, scopes=frozenset({"admin"}), key_id=uuid4())
+    with pytest.raises(NotFound) as theirs:
+        service.update_user_permissions(rival, companion.id, "alice", UserPermissions(is_blocked=True))
+    with pytest.raises(NotFound) as missing:
+        service.update_user_permissions(rival, uuid4(), "alice", UserPermissions(is_blocked=True))
+    assert theirs.value.to_body() == missing.value.to_body()
+
+
+# --- rotation and revocation --------------------------------------------------------------------------------
+
+
+def test_rotation_keeps_name_scopes_and_expiry_and_sets_the_grace(
+    service: IdentityService, owner: Principal, companion: Companion, clock: ManualClock
+) -> None:
+    expires = clock.now() + timedelta(days=30)
+    old = service.create_api_key(
+        owner, companion.id, ApiKeyCreate(name="backend", scopes=["memories:read"], expires_at=expires)
+    )
+    rotated = service.rotate_api_key(owner, companion.id, old.id, grace_seconds=300)
+    assert (rotated.scopes, rotated.expires_at, rotated.replaces) == (["memories:read"], expires, old.id)
+    assert rotated.old_key_valid_until == clock.now() + timedelta(seconds=300)
+    assert rotated.api_key != old.api_key
+
+
+def test_a_key_rotates_once(service: IdentityService, owner: Principal, companion: Companion) -> None:
+    old = service.create_api_key(owner, companion.id, ApiKeyCreate())
+    service.rotate_api_key(owner, companion.id, old.id, grace_seconds=60)
+    with pytest.raises(Conflict):
+        service.rotate_api_key(owner, companion.id, old.id, grace_seconds=60)
+
+
+def test_a_revoked_key_cannot_be_rotated_back_to_life(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    old = service.create_api_key(owner, companion.id, ApiKeyCreate())
+    service.revoke_api_key(owner, companion.id, old.id)
+    with pytest.raises(Conflict):
+        service.rotate_api_key(owner, companion.id, old.id, grace_seconds=60)
+
+
+def test_key_lifecycle_events_are_audited_without_secrets(
+    service: IdentityService, owner: Principal, companion: Companion, store: InMemoryIdentityStore
+) -> None:
+    created = service.create_api_key(owner, companion.id, ApiKeyCreate())
+    rotated = service.rotate_api_key(owner, companion.id, created.id, grace_seconds=60)
+    service.revoke_api_key(owner, companion.id, rotated.id)
+    service.issue_user_token(_companion_key(companion, {"memories:read"}), TokenRequest(user_id="dave"))
+    actions = [e.action for e in store.audit_events(owner.owner_id, companion.id)]
+    assert actions == [
+        "companion.created",
+        "api_key.created",
+        "api_key.rotated",
+        "api_key.revoked",
+        "token.issued",
+    ]
+    assert created.api_key not in repr(store.audit)
+    assert rotated.api_key not in repr(store.audit)
+
+
+def test_revoking_a_key_of_another_companion_is_not_found(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    other = service.create_companion(owner, CompanionCreate(name="Bea"))
+    key = service.create_api_key(owner, other.id, ApiKeyCreate())
+    with pytest.raises(NotFound):
+        service.revoke_api_key(owner, companion.id, key.id)
