@@ -19,6 +19,7 @@ from companion_memory.models.memory import (
     RelationType,
     StoredMemory,
 )
+from companion_memory.models.session import LiveSession, SessionTouch, SessionVisit
 from companion_memory.models.tenancy import TenantScope
 
 
@@ -192,3 +193,20 @@ class RateLimiter(Protocol):
     """
 
     def admit(self, companion_id: UUID, user_id: str, *, per_minute: int, per_day: int) -> None: ...
+
+
+class SessionStore(Protocol):
+    """Companion session records (keyed inside one companion and user), with sliding expiry.
+
+    Expiry is the store's ``expires_at``; a record whose expiry has passed is treated as gone even while
+    it still exists (TTL deletion is lazy), so a visit to it starts a new session.
+    """
+
+    def touch(self, visit: SessionVisit) -> SessionTouch:
+        """Create or refresh the visit's session atomically: concurrent touches never lose a count.
+        Raises DependencyUnavailable when the store cannot be reached or keeps refusing."""
+        ...
+
+    def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
+        """Every session of the companion, across its users, that expires after ``now``."""
+        ...

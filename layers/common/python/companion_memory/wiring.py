@@ -13,6 +13,7 @@ import redis
 
 from companion_memory.adapters import aws
 from companion_memory.adapters.dynamodb import DynamoDbProbe
+from companion_memory.adapters.dynamodb_sessions import DynamoDbSessionStore
 from companion_memory.adapters.kms_envelope import KmsDataKeys, PostgresWrappedKeys
 from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo_from
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore
@@ -37,6 +38,7 @@ from companion_memory.domain.envelope import EnvelopeCipher
 from companion_memory.domain.health import HealthService
 from companion_memory.domain.limits import RequestGuard
 from companion_memory.domain.memory import MemoryService
+from companion_memory.domain.sessions import SessionService
 from companion_memory.ports import DependencyProbe, Embedder
 
 
@@ -70,6 +72,12 @@ def health_service() -> HealthService:
         DynamoDbProbe(aws_client("dynamodb"), settings.sessions_table),
     ]
     return HealthService(probes, timeout_s=settings.health_check_timeout_s)
+
+
+@cache
+def session_service() -> SessionService:
+    store = DynamoDbSessionStore(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table)
+    return SessionService(store, SystemClock())
 
 
 @cache
@@ -211,6 +219,7 @@ def reset() -> None:
         authenticator,
     ):
         built.cache_clear()
+    session_service.cache_clear()
     embedder.cache_clear()
     content_cipher.cache_clear()
     rate_limiter.cache_clear()

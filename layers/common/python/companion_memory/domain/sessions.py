@@ -1,0 +1,98 @@
+"""Companion sessions: one record per conversation, 30-minute sliding expiry (DESIGN.md §7).
+
+The key is the legacy ``Mcp-Session-Id`` when a client sends one (2025-11-25 stateful clients; our
+server never issues one, but a client may carry one over from elsewhere), otherwise the conversation
+the client names, otherwise ``default``. Keys live inside one (companion, user): they come from the
+client and are never trusted to pick a record on their own.
+"""
+
+from collections.abc import Callable
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from companion_memory.errors import ValidationFailed
+from companion_memory.models.session import (
+    DEFAULT_CONVERSATION,
+    MAX_CLIENT_NAME_CHARS,
+    MAX_KEY_CHARS,
+    MAX_PROTOCOL_VERSION_CHARS,
+    SESSION_TTL,
+    KeyKind,
+    LiveSession,
+    SessionKey,
+    SessionTouch,
+    SessionVisit,
+)
+from companion_memory.ports import Clock, SessionStore
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: SessionStore,
+        clock: Clock,
+        *,
+        ttl: timedelta = SESSION_TTL,
+        new_id: Callable[[], UUID] = uuid4,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._new_id = new_id
+
+    def touch(
+        self,
+        companion_id: UUID,
+        user_id: str,
+        mcp_session_id: str | None,
+        conversation: str | None,
+        protocol_version: str | None,
+        client_name: str | None,
+    ) -> SessionTouch:
+        """Record one request of ``user_id`` to ``companion_id``: start its session or extend it.
+
+        Raises ValidationFailed for a session or conversation id that cannot be a key (the caller sent
+        it; nothing is written) and DependencyUnavailable when the store cannot be reached.
+        """
+        if not user_id:
+            raise ValidationFailed("A session needs a user")
+        if mcp_session_id is not None:
+            key = _key("mcp", mcp_session_id, "Mcp-Session-Id")
+        else:
+            key = _key("conversation", conversation or DEFAULT_CONVERSATION, "conversation id")
+        now = self._clock.now()
+        visit = SessionVisit(
+            companion_id=companion_id,
+            user_id=user_id,
+            key=key,
+            at=now,
+            expires_at=now + self._ttl,
+            new_session_id=self._new_id(),
+            protocol_version=_informational(protocol_version, MAX_PROTOCOL_VERSION_CHARS),
+            client_name=_informational(client_name, MAX_CLIENT_NAME_CHARS),
+        )
+        return self._store.touch(visit)
+
+    def live_sessions(self, companion_id: UUID) -> list[LiveSession]:
+        return self._store.live_sessions(companion_id, self._clock.now())
+
+
+def _key(kind: KeyKind, value: str, what: str) -> SessionKey:
+    try:
+        return SessionKey(kind=kind, value=value)
+    except ValidationError:
+        raise ValidationFailed(
+            f"The {what} must be 1 to {MAX_KEY_CHARS} visible ASCII characters",
+            details={"field": what},
+        ) from None
+
+
+def _informational(value: str | None, limit: int) -> str | None:
+    """Client-reported labels (protocol version, client name) are kept for people to read, never
+    trusted: control characters go, the length is capped, and an empty label is no label."""
+    if value is None:
+        return None
+    cleaned = "".join(ch for ch in value if ch.isprintable()).strip()[:limit]
+    return cleaned or None
