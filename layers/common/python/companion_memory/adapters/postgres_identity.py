@@ -46,8 +46,13 @@ class PostgresIdentityStore:
     def _tx(self, scope: TenantScope | None = None) -> Iterator[psycopg.Connection[Any]]:
         try:
             with self._database.transaction(scope) as conn:
+                # The connection goes back to a pool other adapters share: give it back as it came.
+                previous = conn.row_factory
                 conn.row_factory = dict_row
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    conn.row_factory = previous
         except psycopg.OperationalError as error:
             raise DependencyUnavailable("The database is unavailable") from error
 

@@ -1,0 +1,317 @@
+"""Identity on the real local stack: PostgreSQL under RLS as the app role, Secrets Manager (moto), gateway.
+
+Time is injected (ManualClock) into the service and the authenticator, so "refused within the bound" is
+shown by moving the clock, never by sleeping.
+"""
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import errors
+
+from companion_memory.adapters import aws
+from companion_memory.adapters.postgres import Database
+from companion_memory.adapters.postgres_identity import PostgresIdentityStore
+from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
+from companion_memory.auth.keyset import SigningKeySet
+from companion_memory.auth.principal import Authenticator, Principal
+from companion_memory.config import AwsSettings, PostgresSettings
+from companion_memory.domain.identity import IdentityService
+from companion_memory.errors import Unauthorized
+from companion_memory.models.identity import (
+    ApiKeyCreate,
+    Companion,
+    CompanionCreate,
+    TokenRequest,
+    UserPermissions,
+)
+from companion_memory.models.tenancy import TenantScope
+from tests.support.identity import InMemorySigningKeys, ManualClock
+
+ISSUER = "https://memory.example"
+AUDIENCE = f"{ISSUER}/mcp"
+CACHE_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def database(stack: object) -> Iterator[Database]:
+    db = Database(os.environ["DATABASE_URL"], PostgresSettings(db_pool_max_size=2))
+    yield db
+    db.close()
+
+
+@dataclass
+class Tenant:
+    store: PostgresIdentityStore
+    clock: ManualClock
+    service: IdentityService
+    auth: Authenticator
+    owner: Principal
+    companion: Companion
+    key: str
+    key_id: uuid.UUID
+
+
+@pytest.fixture
+def tenant(database: Database) -> Tenant:
+    # Given an owner, a companion and a companion key in PostgreSQL, and an authenticator caching 15 s
+    store, clock, keys = PostgresIdentityStore(database), ManualClock(), InMemorySigningKeys()
+    service = IdentityService(store, clock, keys, issuer=ISSUER, audience=AUDIENCE)
+    auth = Authenticator(
+        store,
+        clock.now,
+        lambda: keys.load().verification_keys(),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        cache_s=CACHE_S,
+        monotonic=clock.monotonic,
+    )
+    _, owner_key = service.create_owner(f"Org {uuid.uuid4()}")
+    owner = auth.authenticate(owner_key)
+    companion = service.create_companion(owner, CompanionCreate(name="Ava"))
+    issued = service.create_api_key(owner, companion.id, ApiKeyCreate(name="backend"))
+    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id)
+
+
+def test_a_revoked_key_is_refused_within_the_cache_bound(tenant: Tenant) -> None:
+    # Given a key that authenticated (its record is now cached)
+    tenant.auth.authenticate(tenant.key)
+    # When the owner revokes it
+    tenant.service.revoke_api_key(tenant.owner, tenant.companion.id, tenant.key_id)
+    # Then it keeps working no longer than the cache window, and a fresh authenticator refuses it at once
+    tenant.clock.advance(CACHE_S - 1)
+    tenant.auth.authenticate(tenant.key)
+    tenant.clock.advance(1)
+    with pytest.raises(Unauthorized):
+        tenant.auth.authenticate(tenant.key)
+
+
+def test_a_rotated_key_is_valid_until_grace_until_then_refused(tenant: Tenant) -> None:
+    # When the key is rotated with a 120 s grace
+    rotated = tenant.service.rotate_api_key(tenant.owner, tenant.companion.id, tenant.key_id, 120)
+    listed = {k.id: k for k in tenant.service.list_api_keys(tenant.owner, tenant.companion.id)}
+    # Then the stored old key names its successor and the end of its grace
+    assert listed[tenant.key_id].replaced_by == rotated.id
+    assert listed[tenant.key_id].grace_until == rotated.old_key_valid_until
+    # And both keys work during the grace, only the new one after it
+    tenant.clock.advance(119)
+    assert tenant.auth.authenticate(tenant.key).companion_id == tenant.companion.id
+    assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
+    tenant.clock.advance(1)
+    with pytest.raises(Unauthorized):
+        tenant.auth.authenticate(tenant.key)
+    assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
+
+
+def test_a_blocked_users_existing_token_is_refused_by_the_principal_check(tenant: Tenant) -> None:
+    # Given a user token that authenticates
+    token = tenant.service.issue_user_token(
+        tenant.auth.authenticate(tenant.key), TokenRequest(user_id="alice")
+    ).access_token
+    assert tenant.auth.authenticate(token).user_id == "alice"
+    # When the owner blocks the user
+    tenant.service.update_user_permissions(
+        tenant.owner, tenant.companion.id, "alice", UserPermissions(is_blocked=True)
+    )
+    # Then the token is refused once the cached user status has aged out
+    tenant.clock.advance(CACHE_S)
+    with pytest.raises(Unauthorized):
+        tenant.auth.authenticate(token)
+
+
+def test_a_blocked_user_gets_no_token_from_the_api(stack: Any, database: Database) -> None:
+    # Given a companion key issued through the service the functions use, and a blocked user
+    from companion_memory import wiring
+
+    service = wiring.identity_service()
+    _, owner_key = service.create_owner(f"Org {uuid.uuid4()}")
+    owner = wiring.authenticator().authenticate(owner_key)
+    companion = service.create_companion(owner, CompanionCreate(name="Ava"))
+    key = service.create_api_key(owner, companion.id, ApiKeyCreate()).api_key
+    service.update_user_permissions(owner, companion.id, "mallory", UserPermissions(is_blocked=True))
+    with httpx.Client(base_url=stack.env["API_URL"], timeout=30) as api:
+        # When the companion's backend asks for a token for the blocked user, and for another user
+        blocked = api.post(
+            "/auth/token", json={"user_id": "mallory"}, headers={"authorization": f"Bearer {key}"}
+        )
+        allowed = api.post(
+            "/auth/token", json={"user_id": "alice"}, headers={"authorization": f"Bearer {key}"}
+        )
+    # Then only the other user gets one
+    assert blocked.status_code == 403, blocked.text
+    assert blocked.json()["error"]["code"] == "forbidden"
+    assert "access_token" not in blocked.text
+    assert allowed.status_code == 200, allowed.text
+
+
+def test_security_events_are_written_to_the_audit_log(tenant: Tenant) -> None:
+    # When a key is created, rotated and revoked, a token issued and a permission changed
+    # (a second apart: the log is read in time order)
+    tenant.clock.advance(1)
+    created = tenant.service.create_api_key(tenant.owner, tenant.companion.id, ApiKeyCreate())
+    tenant.clock.advance(1)
+    rotated = tenant.service.rotate_api_key(tenant.owner, tenant.companion.id, created.id, 60)
+    tenant.clock.advance(1)
+    tenant.service.revoke_api_key(tenant.owner, tenant.companion.id, rotated.id)
+    tenant.clock.advance(1)
+    tenant.service.issue_user_token(tenant.auth.authenticate(tenant.key), TokenRequest(user_id="bob"))
+    tenant.clock.advance(1)
+    tenant.service.update_user_permissions(
+        tenant.owner, tenant.companion.id, "bob", UserPermissions(can_delete=False)
+    )
+    # Then each is in the audit log, with who did it and to what, and no key in any row
+    events = tenant.store.audit_events(tenant.owner.owner_id, tenant.companion.id)
+    seen = [(e.action, e.target) for e in events]
+    assert seen[-5:] == [
+        ("api_key.created", f"api_key:{created.id}"),
+        ("api_key.rotated", f"api_key:{created.id}"),
+        ("api_key.revoked", f"api_key:{rotated.id}"),
+        ("token.issued", "user:bob"),
+        ("permission.changed", "user:bob"),
+    ]
+    assert events[-2].actor == f"companion_key:{tenant.key_id}"
+    assert events[-1].actor == tenant.owner.actor
+    stored = json.dumps([e.model_dump(mode="json") for e in events])
+    for secret in (tenant.key, created.api_key, rotated.api_key):
+        assert secret[15:] not in stored
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'nobody'", "DELETE FROM audit_log"])
+def test_the_app_role_cannot_rewrite_or_erase_the_audit_log(
+    tenant: Tenant, database: Database, statement: str
+) -> None:
+    with (
+        pytest.raises(errors.InsufficientPrivilege),
+        database.transaction(TenantScope(owner_id=tenant.owner.owner_id)) as conn,
+    ):
+        conn.execute(statement)
+    assert tenant.store.audit_events(tenant.owner.owner_id)  # still there
+
+
+def test_the_app_role_cannot_truncate_the_audit_log_or_delete_keys(
+    tenant: Tenant, database: Database
+) -> None:
+    for statement in ("TRUNCATE audit_log", "DELETE FROM api_keys"):
+        with (
+            pytest.raises(errors.InsufficientPrivilege),
+            database.transaction(TenantScope(owner_id=tenant.owner.owner_id)) as conn,
+        ):
+            conn.execute(statement)
+
+
+# --- row-level security on api_keys and audit_log ----------------------------------------------------------
+
+
+def _count(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - fixed table names
+    assert row is not None
+    return int(row[0])
+
+
+def test_without_context_keys_and_audit_rows_are_invisible(tenant: Tenant, database: Database) -> None:
+    with database.transaction() as conn:
+        assert (_count(conn, "api_keys"), _count(conn, "audit_log")) == (0, 0)
+
+
+def test_the_prefix_context_shows_exactly_that_key_and_nothing_else(
+    tenant: Tenant, database: Database
+) -> None:
+    # Given another tenant's keys beside ours
+    other = tenant.service.create_api_key(tenant.owner, tenant.companion.id, ApiKeyCreate())
+    prefix = tenant.key[3:15]
+    # When a transaction knows only a prefix (the authentication lookup)
+    with database.transaction() as conn:
+        conn.execute("SELECT set_config('app.api_key_prefix', %s, true)", (prefix,))
+        rows = conn.execute("SELECT prefix FROM api_keys").fetchall()
+        audit = _count(conn, "audit_log")
+        # Then it sees that one row, no audit rows, and cannot change the row it sees
+        changed = conn.execute("UPDATE api_keys SET revoked_at = now() WHERE prefix = %s", (prefix,))
+    assert rows == [(prefix,)]
+    assert other.prefix != prefix
+    assert audit == 0
+    assert changed.rowcount == 0
+
+
+def test_an_owner_sees_only_its_own_keys_and_audit_rows(tenant: Tenant, database: Database) -> None:
+    rival_owner, _ = tenant.service.create_owner(f"Rival {uuid.uuid4()}")
+    with database.transaction(TenantScope(owner_id=rival_owner.id)) as conn:
+        owners = {row[0] for row in conn.execute("SELECT owner_id FROM api_keys").fetchall()}
+        audited = {row[0] for row in conn.execute("SELECT owner_id FROM audit_log").fetchall()}
+    assert owners == audited == {rival_owner.id}
+
+
+def test_an_owner_cannot_insert_a_key_or_an_audit_row_for_another(tenant: Tenant, database: Database) -> None:
+    rival_owner, _ = tenant.service.create_owner(f"Rival {uuid.uuid4()}")
+    with (
+        pytest.raises(errors.InsufficientPrivilege, match="row-level security"),
+        database.transaction(TenantScope(owner_id=rival_owner.id)) as conn,
+    ):
+        conn.execute(
+            "INSERT INTO audit_log (owner_id, actor, action) VALUES (%s, 'x', 'forged.entry')",
+            (tenant.owner.owner_id,),
+        )
+
+
+# --- the JWT signing key set in Secrets Manager -------------------------------------------------------------
+
+
+def _fresh_secret(stack: Any) -> str:
+    client = aws.client("secretsmanager", AwsSettings())
+    created = client.create_secret(Name=f"test/signing-keys-{uuid.uuid4()}", SecretString="{}")
+    return str(created["ARN"])
+
+
+def test_two_first_users_racing_end_up_with_one_key_set(stack: Any) -> None:
+    # Given an empty signing key secret and two sandboxes, each with its own client
+    secret = _fresh_secret(stack)
+    stores = [
+        SecretsManagerSigningKeys(
+            aws.client("secretsmanager", AwsSettings()),
+            secret,
+            cache_s=300,
+            monotonic=ManualClock().monotonic,
+        )
+        for _ in range(2)
+    ]
+    results: list[SigningKeySet] = []
+    start = threading.Barrier(2)
+
+    def first_use(store: SecretsManagerSigningKeys) -> None:
+        start.wait()
+        results.append(store.load())
+
+    # When both need a key at the same moment
+    threads = [threading.Thread(target=first_use, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # Then both use the same set, and it is the one stored
+    stored = SigningKeySet.from_json(
+        aws.client("secretsmanager", AwsSettings()).get_secret_value(SecretId=secret)["SecretString"]
+    )
+    kids = {result.signing_key().kid for result in results}
+    assert kids == {stored.signing_key().kid}
+    assert len(results) == 2
+
+
+def test_a_rotation_keeps_the_old_key_verifying_and_publishes_the_next(stack: Any) -> None:
+    secret = _fresh_secret(stack)
+    store = SecretsManagerSigningKeys(
+        aws.client("secretsmanager", AwsSettings()), secret, cache_s=300, monotonic=ManualClock().monotonic
+    )
+    before = store.load()
+    after = store.rotate()
+    assert before.next is not None
+    assert after.signing_key().kid == before.next.kid
+    assert before.signing_key().kid in after.verification_keys().kids
+    assert after.next is not None
+    assert after.next.kid in {key["kid"] for key in after.jwks()["keys"]}
