@@ -6,8 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from localdev.stack import Running
 
 NODE_BIN = Path(__file__).resolve().parents[2] / "tools" / "node" / "node_modules" / ".bin"

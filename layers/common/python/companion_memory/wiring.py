@@ -12,15 +12,15 @@ from typing import Any
 import redis
 
 from companion_memory.adapters import aws
+from companion_memory.adapters.clock import SystemClock
 from companion_memory.adapters.dynamodb import DynamoDbProbe
 from companion_memory.adapters.dynamodb_sessions import DynamoDbSessionStore
 from companion_memory.adapters.kms_envelope import KmsDataKeys, PostgresWrappedKeys
 from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo_from
+from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore
 from companion_memory.adapters.redis import RedisProbe, redis_client
 from companion_memory.adapters.redis_limits import RedisRateLimiter
-from companion_memory.adapters.clock import SystemClock
-from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
 from companion_memory.auth.principal import Authenticator
 from companion_memory.config import (
@@ -33,9 +33,9 @@ from companion_memory.config import (
     RedisSettings,
     settings_for,
 )
-from companion_memory.domain.identity import IdentityService
 from companion_memory.domain.envelope import EnvelopeCipher
 from companion_memory.domain.health import HealthService
+from companion_memory.domain.identity import IdentityService
 from companion_memory.domain.limits import RequestGuard
 from companion_memory.domain.memory import MemoryService
 from companion_memory.domain.sessions import SessionService
