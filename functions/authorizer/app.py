@@ -2,7 +2,9 @@
 
 Accepts owner keys, companion keys and user tokens from the Authorization header only (the identity source;
 a token in the query string is never read). The principal reaches the route as the response's ``context``.
-API Gateway caches each answer per Authorization value for the template's ReauthorizeEvery.
+A bad credential is admitted too, with a context that says so: a simple response can only deny with 403,
+and the issue's contract is 401; the REST resolver answers such requests 401 before any route code runs.
+API Gateway caches each answer (good or bad) per Authorization value for the template's ReauthorizeEvery.
 """
 
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from companion_memory import wiring
+from companion_memory.auth.context import UNAUTHENTICATED_CONTEXT
 from companion_memory.config import IdentitySettings, settings_for
 from companion_memory.errors import DependencyUnavailable, Unauthorized
 from companion_memory.observability import logger, metrics, tracer
@@ -25,9 +28,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         principal = wiring.authenticator().authenticate_bearer(header)
     except Unauthorized:
-        return {"isAuthorized": False}
+        return {"isAuthorized": True, "context": UNAUTHENTICATED_CONTEXT}
     except DependencyUnavailable:
-        # Raising makes API Gateway answer 500 and cache nothing; a denial would be cached as a 403.
+        # Raising makes API Gateway answer 500 and cache nothing; an answer would be cached as a 401.
         logger.warning("authorizer dependency unavailable")
         raise
     return {"isAuthorized": True, "context": principal.to_context()}

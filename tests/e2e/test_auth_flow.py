@@ -67,7 +67,8 @@ def test_a_companion_key_exchanges_for_a_user_token_that_verifies(
     # Then it gets a short-lived bearer token bound to that user and companion
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 600
     principal = wiring.authenticator().authenticate(body["access_token"])
     assert (principal.kind, principal.user_id, str(principal.companion_id)) == (
         "user",
@@ -88,7 +89,8 @@ def test_the_owner_lists_keys_without_secrets(api: httpx.Client, tenant: dict[st
 
 def test_jwks_and_protected_resource_metadata_are_public(api: httpx.Client, stack: Running) -> None:
     jwks = api.get("/.well-known/jwks.json").json()
-    assert jwks["keys"] and all("d" not in key for key in jwks["keys"])
+    assert jwks["keys"]
+    assert all("d" not in key for key in jwks["keys"])
     metadata = api.get("/.well-known/oauth-protected-resource").json()
     assert metadata["resource"] == stack.env["API_URL"] + "/mcp"
     assert metadata["bearer_methods_supported"] == ["header"]
@@ -102,12 +104,34 @@ def test_no_credential_is_401(api: httpx.Client, tenant: dict[str, Any]) -> None
     assert api.post("/auth/token", json={"user_id": "alice"}).status_code == 401
 
 
-def test_a_bad_credential_is_refused(api: httpx.Client, tenant: dict[str, Any]) -> None:
-    forged = "ck_" + "A" * 55
-    # The token exchange authenticates itself: 401. Authorizer-guarded routes: API Gateway answers an
-    # authorizer's denial with 403 (an HttpApi simple response cannot say 401; see docs/security.md).
-    assert api.post("/auth/token", json={"user_id": "a"}, headers=_bearer(forged)).status_code == 401
-    assert api.post("/companions", json={"name": "x"}, headers=_bearer(forged)).status_code == 403
+BAD_CREDENTIALS = {
+    "forged-companion-key": "ck_" + "A" * 55,
+    "forged-owner-key": "ok_" + "A" * 55,
+    "not-a-key-or-token": "hello",
+    "unsigned-jwt": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.",
+}
+
+
+@pytest.mark.parametrize("credential", BAD_CREDENTIALS.values(), ids=BAD_CREDENTIALS.keys())
+def test_a_bad_credential_is_401_with_a_bearer_challenge_everywhere(
+    api: httpx.Client, tenant: dict[str, Any], credential: str
+) -> None:
+    # The token exchange authenticates itself; authorizer-guarded routes get the authorizer's
+    # "unauthenticated" answer turned into 401 by the shared resolver (an invalid body changes nothing).
+    companion = tenant["companion"]["id"]
+    answers = [
+        api.post("/auth/token", json={"user_id": "a"}, headers=_bearer(credential)),
+        api.post("/companions", json={"name": "x"}, headers=_bearer(credential)),
+        api.post("/companions", json={"unknown": 1}, headers=_bearer(credential)),
+        api.get(f"/companions/{companion}", headers=_bearer(credential)),
+        api.get(f"/companions/{companion}/api-keys", headers=_bearer(credential)),
+    ]
+    for answer in answers:
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["www-authenticate"] == 'Bearer realm="companion-memory"'
+        assert answer.json()["error"]["code"] == "unauthorized"
+    # And none says more for an existing companion than for a missing one
+    assert answers[3].json() == answers[1].json()
 
 
 def test_a_credential_without_the_scope_is_403(api: httpx.Client, tenant: dict[str, Any]) -> None:

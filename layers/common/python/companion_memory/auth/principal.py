@@ -16,6 +16,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from companion_memory.auth import api_keys, tokens
+from companion_memory.auth.context import (
+    INVALID_CREDENTIAL,
+    MISSING_CREDENTIAL,
+    authorizer_context,
+    rejected_by_authorizer,
+)
 from companion_memory.auth.tokens import InvalidToken
 from companion_memory.errors import Forbidden, NotFound, Unauthorized
 from companion_memory.models.identity import Companion, CompanionUser, StoredApiKey
@@ -24,8 +30,6 @@ from companion_memory.observability import logger
 from companion_memory.ports_identity import IdentityStore
 
 PrincipalKind = Literal["owner", "companion", "user"]
-MISSING_CREDENTIAL = "missing credential"
-INVALID_CREDENTIAL = "invalid credential"
 # last_used_at is written at most this often per key (and per sandbox): never a write per request.
 TOUCH_INTERVAL = timedelta(minutes=5)
 
@@ -51,6 +55,7 @@ class Principal(BaseModel):
     def to_context(self) -> dict[str, str]:
         """The authorizer's simple-response ``context``: flat strings, as API Gateway passes them on."""
         return {
+            "authenticated": "true",
             "kind": self.kind,
             "owner_id": str(self.owner_id),
             "companion_id": str(self.companion_id or ""),
@@ -75,7 +80,9 @@ class Principal(BaseModel):
 
 def principal_from_authorizer_context(event: dict[str, Any]) -> Principal:
     """The principal the Lambda authorizer put on a REST request (payload 2.0, simple responses)."""
-    context = (event.get("requestContext") or {}).get("authorizer", {}).get("lambda")
+    if rejected_by_authorizer(event):
+        raise Unauthorized(INVALID_CREDENTIAL)
+    context = authorizer_context(event)
     if not isinstance(context, dict) or "kind" not in context:
         # A route without the authorizer must never be treated as authenticated.
         raise Unauthorized(MISSING_CREDENTIAL)
