@@ -18,8 +18,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from localdev import template
+
 if TYPE_CHECKING:
     from localdev.stack import Running
+
+# Every function sees the literal environment template.yaml's Globals give it (Powertools' service name
+# and metrics namespace), as on Lambda. Set here, before any test module is collected: the one Metrics
+# object reads its namespace when companion_memory.observability is first imported, whichever test
+# folder's modules import it first.
+for _name, _value in template.default().global_environment().items():
+    os.environ.setdefault(_name, _value)
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
