@@ -104,3 +104,36 @@ def stack() -> Iterator["Running"]:
                 _reset_process_caches()
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+# --- Security case counts (JWT attack battery, Wycheproof JWS, HTTP attacks on the edge) -------------------
+# Security suites (unit, integration and e2e alike) record each case they try through `security_cases`; the
+# totals print at the end of the run, whatever `-s`/`-q` says, so "how many attack cases ran" is visible in
+# every `make test`.
+
+
+class _SecurityCases:
+    def __init__(self, table: dict[str, dict[str, int]]) -> None:
+        self._table = table
+
+    def __call__(self, suite: str, outcome: str) -> None:
+        counts = self._table.setdefault(suite, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+
+_SECURITY_CASES = pytest.StashKey[dict[str, dict[str, int]]]()
+
+
+@pytest.fixture
+def security_cases(request: pytest.FixtureRequest) -> _SecurityCases:
+    return _SecurityCases(request.config.stash.setdefault(_SECURITY_CASES, {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    table = config.stash.get(_SECURITY_CASES, {})
+    if not table:
+        return
+    terminalreporter.section("security cases")
+    for suite, counts in sorted(table.items()):
+        outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+        terminalreporter.write_line(f"{suite}: {sum(counts.values())} tried ({outcomes})")

@@ -97,11 +97,25 @@ def test_jwks_and_protected_resource_metadata_are_public(api: httpx.Client, stac
 
 
 # --- attacks ---------------------------------------------------------------------------------------------
+# Each HTTP attack case is recorded in the suite's security case count (tests/conftest.py).
+SUITE = "HTTP attacks (REST edge)"
 
 
-def test_no_credential_is_401(api: httpx.Client, tenant: dict[str, Any]) -> None:
-    assert api.post("/companions", json={"name": "x"}).status_code == 401
-    assert api.post("/auth/token", json={"user_id": "alice"}).status_code == 401
+def _refused(
+    security_cases: Any, answer: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    outcome = f"refused {status}" if answer.status_code == status else f"UNEXPECTED {answer.status_code}"
+    security_cases(SUITE, outcome)
+    assert answer.status_code == status, answer.text
+    body: dict[str, Any] = answer.json()
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body
+
+
+def test_no_credential_is_401(api: httpx.Client, tenant: dict[str, Any], security_cases: Any) -> None:
+    _refused(security_cases, api.post("/companions", json={"name": "x"}), 401)
+    _refused(security_cases, api.post("/auth/token", json={"user_id": "alice"}), 401)
 
 
 BAD_CREDENTIALS = {
@@ -114,7 +128,7 @@ BAD_CREDENTIALS = {
 
 @pytest.mark.parametrize("credential", BAD_CREDENTIALS.values(), ids=BAD_CREDENTIALS.keys())
 def test_a_bad_credential_is_401_with_a_bearer_challenge_everywhere(
-    api: httpx.Client, tenant: dict[str, Any], credential: str
+    api: httpx.Client, tenant: dict[str, Any], credential: str, security_cases: Any
 ) -> None:
     # The token exchange authenticates itself; authorizer-guarded routes get the authorizer's
     # "unauthenticated" answer turned into 401 by the shared resolver (an invalid body changes nothing).
@@ -126,29 +140,59 @@ def test_a_bad_credential_is_401_with_a_bearer_challenge_everywhere(
         api.get(f"/companions/{companion}", headers=_bearer(credential)),
         api.get(f"/companions/{companion}/api-keys", headers=_bearer(credential)),
     ]
+    bodies = []
     for answer in answers:
-        assert answer.status_code == 401, answer.text
+        bodies.append(_refused(security_cases, answer, 401, "unauthorized"))
         assert answer.headers["www-authenticate"] == 'Bearer realm="companion-memory"'
-        assert answer.json()["error"]["code"] == "unauthorized"
-    # And none says more for an existing companion than for a missing one
-    assert answers[3].json() == answers[1].json()
+    # And none says more for an existing companion than for any other request
+    assert all(body == bodies[1] for body in bodies[1:])
 
 
-def test_a_credential_without_the_scope_is_403(api: httpx.Client, tenant: dict[str, Any]) -> None:
+def test_a_credential_without_the_scope_is_403(
+    api: httpx.Client, tenant: dict[str, Any], security_cases: Any
+) -> None:
     # A companion key (no admin scope) may not create companions or keys
-    answer = api.post("/companions", json={"name": "x"}, headers=_bearer(tenant["key"]["api_key"]))
-    assert answer.status_code == 403
-    assert answer.json()["error"]["code"] == "forbidden"
+    key = _bearer(tenant["key"]["api_key"])
+    companion = tenant["companion"]["id"]
+    _refused(security_cases, api.post("/companions", json={"name": "x"}, headers=key), 403, "forbidden")
+    _refused(
+        security_cases, api.post(f"/companions/{companion}/api-keys", json={}, headers=key), 403, "forbidden"
+    )
 
 
-def test_another_tenants_companion_reads_as_missing(api: httpx.Client, tenant: dict[str, Any]) -> None:
+def test_a_token_cannot_ask_for_more_scopes_than_its_key(
+    api: httpx.Client, tenant: dict[str, Any], security_cases: Any
+) -> None:
+    answer = api.post(
+        "/auth/token", json={"user_id": "eve", "scopes": ["admin"]}, headers=_bearer(tenant["key"]["api_key"])
+    )
+    _refused(security_cases, answer, 403, "forbidden")
+
+
+def test_another_tenants_companion_reads_as_missing(
+    api: httpx.Client, tenant: dict[str, Any], security_cases: Any
+) -> None:
     _, other_key = _bootstrap_owner("Rival")
-    theirs = api.get(f"/companions/{tenant['companion']['id']}/api-keys", headers=_bearer(other_key))
-    missing = api.get("/companions/00000000-0000-4000-8000-000000000000/api-keys", headers=_bearer(other_key))
-    assert theirs.status_code == missing.status_code == 404
-    assert theirs.json() == missing.json()
+    mine, missing = tenant["companion"]["id"], "00000000-0000-4000-8000-000000000000"
+    key_id = tenant["key"]["id"]
+    for path, method in [
+        ("/companions/{}", "GET"),
+        ("/companions/{}/api-keys", "GET"),
+        ("/companions/{}/api-keys", "POST"),
+        (f"/companions/{{}}/api-keys/{key_id}/revoke", "POST"),
+        (f"/companions/{{}}/api-keys/{key_id}/rotate", "POST"),
+    ]:
+        body = {} if method == "POST" else None
+        theirs = api.request(method, path.format(mine), json=body, headers=_bearer(other_key))
+        absent = api.request(method, path.format(missing), json=body, headers=_bearer(other_key))
+        assert _refused(security_cases, theirs, 404) == _refused(security_cases, absent, 404)
+    # And the key survived the rival's attempts
+    listed = api.get(f"/companions/{mine}/api-keys", headers=_bearer(tenant["owner_key"])).json()
+    assert [k["revoked_at"] for k in listed["api_keys"] if k["id"] == key_id] == [None]
 
 
-def test_a_token_in_the_query_string_is_never_read(api: httpx.Client, tenant: dict[str, Any]) -> None:
+def test_a_token_in_the_query_string_is_never_read(
+    api: httpx.Client, tenant: dict[str, Any], security_cases: Any
+) -> None:
     answer = api.post("/companions", params={"access_token": tenant["owner_key"]}, json={"name": "x"})
-    assert answer.status_code == 401
+    _refused(security_cases, answer, 401)
