@@ -41,3 +41,40 @@ def test_a_hanging_dependency_is_reported_down_at_the_deadline() -> None:
         release.set()
     assert report.dependencies["dynamodb"].status == "down"
     assert "timed out" in (report.dependencies["dynamodb"].error or "")
+
+
+def test_a_probe_still_hanging_from_an_earlier_check_does_not_starve_the_next() -> None:
+    # Given a dependency whose first probe hangs past the deadline and stays blocked
+    release = threading.Event()
+
+    class HangsOnce:
+        name = "redis"
+        calls = 0
+
+        def check(self) -> None:
+            HangsOnce.calls += 1
+            if HangsOnce.calls == 1:
+                release.wait(5)
+
+    service = HealthService([HangsOnce()], timeout_s=0.2)
+    try:
+        assert service.check().dependencies["redis"].status == "down"
+        # When the next check runs while the first probe is still blocked
+        report = service.check()
+        # Then the new probe ran at once instead of queueing behind the old one
+        assert report.dependencies["redis"].status == "up"
+    finally:
+        release.set()
+
+
+def test_a_probe_whose_client_cannot_be_built_reports_its_dependency_down() -> None:
+    class UnbuildableClient:
+        name = "postgres"
+
+        def check(self) -> None:
+            raise PermissionError("AccessDeniedException reading secret arn:aws:...:db-secret")
+
+    report = HealthService([UnbuildableClient(), FakeProbe("redis")], timeout_s=1).check()
+    assert report.dependencies["postgres"].status == "down"
+    assert report.dependencies["postgres"].error == "PermissionError"
+    assert report.dependencies["redis"].status == "up"

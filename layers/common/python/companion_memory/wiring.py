@@ -67,9 +67,11 @@ def aws_client(service: str) -> Any:
 def health_service() -> HealthService:
     settings = settings_for(HealthSettings)
     probes: list[DependencyProbe] = [
-        PostgresProbe(database()),
-        RedisProbe(redis_connection()),
-        DynamoDbProbe(aws_client("dynamodb"), settings.sessions_table),
+        # Clients are built inside each probe: a secret that cannot be read is that dependency
+        # being down, not a failed health check.
+        PostgresProbe(database),
+        RedisProbe(redis_connection),
+        DynamoDbProbe(lambda: aws_client("dynamodb"), settings.sessions_table),
     ]
     return HealthService(probes, timeout_s=settings.health_check_timeout_s)
 

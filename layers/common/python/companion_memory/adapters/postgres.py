@@ -4,7 +4,7 @@ Per-transaction settings use ``set_config(..., true)``: session-level ``SET`` wo
 next request on a pooled connection and pin RDS Proxy connections.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -82,9 +82,9 @@ class Database:
 class PostgresProbe:
     name = "postgres"
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Callable[[], Database]) -> None:
         self._database = database
 
     def check(self) -> None:
-        with self._database.transaction() as conn:
+        with self._database().transaction() as conn:
             conn.execute("SELECT 1")

@@ -1,5 +1,7 @@
 """Redis (ElastiCache Serverless in AWS: TLS and RBAC; plain redis-server locally)."""
 
+from collections.abc import Callable
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -46,8 +48,8 @@ def redis_client(settings: RedisSettings, credentials: dict[str, str] | None) ->
 class RedisProbe:
     name = "redis"
 
-    def __init__(self, client: "redis.Redis") -> None:
+    def __init__(self, client: Callable[[], "redis.Redis"]) -> None:
         self._client = client
 
     def check(self) -> None:
-        self._client.ping()
+        self._client().ping()

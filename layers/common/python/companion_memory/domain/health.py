@@ -12,13 +12,18 @@ class HealthService:
     def __init__(self, probes: Sequence[DependencyProbe], timeout_s: float) -> None:
         self._probes = probes
         self._timeout_s = timeout_s
-        # Probes run side by side so one slow dependency costs the deadline once, not per probe.
-        self._executor = ThreadPoolExecutor(max_workers=max(1, len(probes)), thread_name_prefix="health")
 
     def check(self) -> HealthReport:
         started = time.perf_counter()
-        futures = {probe.name: self._executor.submit(_timed, probe) for probe in self._probes}
-        wait(futures.values(), timeout=self._timeout_s)
+        # Probes run side by side, so one slow dependency costs the deadline once, not per probe. Each
+        # check has its own threads: a probe still hanging from an earlier check must not make this one
+        # queue and time out.
+        executor = ThreadPoolExecutor(max_workers=max(1, len(self._probes)), thread_name_prefix="health")
+        try:
+            futures = {probe.name: executor.submit(_timed, probe) for probe in self._probes}
+            wait(futures.values(), timeout=self._timeout_s)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
         results: dict[str, DependencyHealth] = {}
         for name, future in futures.items():
             try:
