@@ -89,12 +89,30 @@ def _migrations_succeed(answer: Any, cfn: CloudFormation) -> None:
     assert isinstance(response["Data"]["Version"], int)
 
 
+def _token_without_a_valid_key_is_401(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 401, answer
+    assert answer["headers"]["WWW-Authenticate"].startswith("Bearer ")
+    assert _json_body(answer)["error"]["code"] == "unauthorized"
+
+
+def _authorizer_admits_a_bad_key_as_unauthenticated(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer == {"isAuthorized": True, "context": {"authenticated": "false"}}
+
+
+def _another_owners_companion_is_404(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 404, answer
+    assert _json_body(answer)["error"]["code"] == "not_found"
+
+
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
     "mcp/url-initialize.json": _mcp_initializes,
     "mcp/api-get.json": _mcp_get_is_405,
     "migrate/create.json": _migrations_succeed,
+    "auth/token.json": _token_without_a_valid_key_is_401,
+    "authorizer/request.json": _authorizer_admits_a_bad_key_as_unauthenticated,
+    "companions/get.json": _another_owners_companion_is_404,
 }
 
 

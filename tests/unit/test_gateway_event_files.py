@@ -56,5 +56,14 @@ def test_each_sample_event_fits_the_template(path: Path) -> None:
         assert isinstance(token, Intrinsic)
         assert token.value in (f"{function}.Arn", [function, "Arn"])
         assert event["RequestType"] in ("Create", "Update", "Delete")
+    elif event.get("type") == "REQUEST":  # the HttpApi Lambda authorizer's event for a guarded route
+        request = HttpRequest(event["requestContext"]["http"]["method"], event["rawPath"])
+        match = events.match_route(default().routes, request.method, request.raw_path)
+        assert match is not None, f"{event['routeKey']} is no route of template.yaml"
+        assert match.route.auth is not None, f"{event['routeKey']} has no authorizer"
+        assert match.route.auth.function == function
+        route_event = _gateway_event(event, match.route.function)
+        built = events.authorizer_event(route_event, event["routeArn"], event["identitySource"])
+        assert _shape(event) == _shape(built)
     else:
         assert _shape(event) == _shape(_gateway_event(event, function))
