@@ -1,7 +1,7 @@
 """The memory service against an in-memory store and a deterministic hash embedder."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +10,13 @@ from uuid import UUID, uuid4
 import pytest
 
 from companion_memory.domain.memory import MemoryPolicy, MemoryService
-from companion_memory.errors import CompanionMemoryError, Conflict, NotFound, ValidationFailed
+from companion_memory.errors import (
+    CompanionMemoryError,
+    Conflict,
+    DependencyUnavailable,
+    NotFound,
+    ValidationFailed,
+)
 from companion_memory.models.memory import (
     ListFilter,
     MemoryChanges,
@@ -143,6 +149,35 @@ def test_a_batch_over_the_limit_is_rejected_before_anything_is_embedded_or_writt
 def test_an_empty_batch_embeds_nothing(env: Env) -> None:
     assert env.service.store_many(env.scope(), []) == []
     assert env.embedder.document_calls == []
+
+
+class _DownEmbedder(HashEmbedder):
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        raise DependencyUnavailable("embedding model unreachable")
+
+
+def test_an_embedder_outage_is_retryable_and_writes_nothing() -> None:
+    # Given an embedder that cannot be reached
+    companion = uuid4()
+    store = InMemoryMemoryStore({companion: "standard"})
+    service = MemoryService(store, _DownEmbedder(), FakeClock())
+    # When storing, Then the caller gets a retryable error and no half-written memory exists
+    with pytest.raises(DependencyUnavailable) as raised:
+        service.store(TenantScope(companion_id=companion, user_id="alice"), NewMemory(content="x"))
+    assert raised.value.retryable
+    assert store.state.memories == {}
+    assert store.state.history == []
+
+
+def test_an_embedder_returning_vectors_of_the_wrong_size_is_refused(env: Env) -> None:
+    class Short(HashEmbedder):
+        def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+            return [[1.0, 0.0] for _ in texts]
+
+    service = MemoryService(env.store, Short(), env.clock)
+    with pytest.raises(CompanionMemoryError, match="wrong number or size"):
+        service.store(env.scope(), NewMemory(content="x"))
+    assert env.store.state.memories == {}
 
 
 # --- store: near-duplicates ----------------------------------------------------------------------------
@@ -357,6 +392,10 @@ def test_recency_decays_with_the_half_life(env: Env) -> None:
     result = env.service.recall(env.scope(), RecallQuery(query="swims lake"))
     assert result.memories[0].id == recent.id
     assert result.memories[1].score_parts.recency == pytest.approx(0.5)
+
+
+def test_recall_for_a_user_without_memories_is_empty(env: Env) -> None:
+    assert env.service.recall(env.scope(), RecallQuery(query="anything at all")).memories == []
 
 
 def test_a_user_never_recalls_another_users_memories(env: Env) -> None:
