@@ -96,6 +96,45 @@ def test_jwks_and_protected_resource_metadata_are_public(api: httpx.Client, stac
     assert metadata["bearer_methods_supported"] == ["header"]
 
 
+def test_the_owner_blocks_a_user_and_the_user_gets_no_more_tokens(
+    api: httpx.Client, tenant: dict[str, Any]
+) -> None:
+    from uuid import UUID
+
+    from companion_memory import wiring
+
+    companion, owner = tenant["companion"]["id"], _bearer(tenant["owner_key"])
+    # When the owner blocks a user and takes away its delete permission
+    answer = api.put(
+        f"/companions/{companion}/users/zoe/permissions",
+        json={"is_blocked": True, "can_delete": False},
+        headers=owner,
+    )
+    # Then the record says so, reads back the same, and the change is audited
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "companion_id": companion,
+        "user_id": "zoe",
+        "can_read": True,
+        "can_write": True,
+        "can_delete": False,
+        "is_blocked": True,
+    }
+    assert api.get(f"/companions/{companion}/users/zoe", headers=owner).json() == answer.json()
+    audit = wiring.identity_store().audit_events(UUID(tenant["owner"]), UUID(companion))
+    assert (audit[-1].action, audit[-1].target) == ("permission.changed", "user:zoe")
+    # And the companion's backend can no longer get a token for that user
+    refused = api.post("/auth/token", json={"user_id": "zoe"}, headers=_bearer(tenant["key"]["api_key"]))
+    assert refused.status_code == 403
+
+
+def test_permissions_take_only_the_four_flags(api: httpx.Client, tenant: dict[str, Any]) -> None:
+    path = f"/companions/{tenant['companion']['id']}/users/zoe/permissions"
+    owner = _bearer(tenant["owner_key"])
+    assert api.put(path, json={"is_admin": True}, headers=owner).status_code == 400
+    assert api.put(path, json={}, headers=owner).status_code == 400
+
+
 # --- attacks ---------------------------------------------------------------------------------------------
 # Each HTTP attack case is recorded in the suite's security case count (tests/conftest.py).
 SUITE = "HTTP attacks (REST edge)"
@@ -158,6 +197,8 @@ def test_a_credential_without_the_scope_is_403(
     _refused(
         security_cases, api.post(f"/companions/{companion}/api-keys", json={}, headers=key), 403, "forbidden"
     )
+    permissions = f"/companions/{companion}/users/alice/permissions"
+    _refused(security_cases, api.put(permissions, json={"is_blocked": False}, headers=key), 403, "forbidden")
 
 
 def test_a_token_cannot_ask_for_more_scopes_than_its_key(
@@ -181,8 +222,10 @@ def test_another_tenants_companion_reads_as_missing(
         ("/companions/{}/api-keys", "POST"),
         (f"/companions/{{}}/api-keys/{key_id}/revoke", "POST"),
         (f"/companions/{{}}/api-keys/{key_id}/rotate", "POST"),
+        ("/companions/{}/users/alice", "GET"),
+        ("/companions/{}/users/alice/permissions", "PUT"),
     ]:
-        body = {} if method == "POST" else None
+        body = {"is_blocked": True} if method == "PUT" else {} if method == "POST" else None
         theirs = api.request(method, path.format(mine), json=body, headers=_bearer(other_key))
         absent = api.request(method, path.format(missing), json=body, headers=_bearer(other_key))
         assert _refused(security_cases, theirs, 404) == _refused(security_cases, absent, 404)

@@ -61,6 +61,10 @@ class CompanionUser(_Frozen):
 
 
 class UserPermissions(_Frozen):
+    """A change of a user's permissions: the fields given are set, the others stay."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     can_read: bool | None = None
     can_write: bool | None = None
     can_delete: bool | None = None
