@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # all project-local: the machine's own Node may be older.
 NODE_TOOLS := tools/node/node_modules/.installed
 
-.PHONY: help venv node-tools lock lint format test test-unit up down status clean-local invoke build validate bench clean
+.PHONY: help venv node-tools lock lint format test test-unit up down status clean-local invoke build validate bench clean openapi
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ status: $(STAMP) ## show what is running
 invoke: $(STAMP) ## run one handler on one event: make invoke FN=HealthFunction EVENT=events/health/get.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	$(PY) -m localdev.invoke $(FN) $(EVENT)
+
+openapi: $(STAMP) ## write docs/openapi.json from the REST memory routes (a unit test fails when it is stale)
+	$(PY) scripts/openapi.py
 
 build: $(SAM) ## sam build (no Docker needed)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) build

@@ -104,6 +104,13 @@ def _another_owners_companion_is_404(answer: dict[str, Any], _: CloudFormation) 
     assert _json_body(answer)["error"]["code"] == "not_found"
 
 
+def _a_companion_that_does_not_exist_is_404(answer: dict[str, Any], _: CloudFormation) -> None:
+    # The sample's companion key names a companion the stack does not have: the same 404 as another
+    # tenant's companion, before any memory is read or written.
+    assert answer["statusCode"] == 404, answer
+    assert _json_body(answer)["error"]["code"] == "not_found"
+
+
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
@@ -113,6 +120,8 @@ CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "auth/token.json": _token_without_a_valid_key_is_401,
     "authorizer/request.json": _authorizer_admits_a_bad_key_as_unauthenticated,
     "companions/get.json": _another_owners_companion_is_404,
+    "memories/list.json": _a_companion_that_does_not_exist_is_404,
+    "memories/store.json": _a_companion_that_does_not_exist_is_404,
 }
 
 

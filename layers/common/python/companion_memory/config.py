@@ -75,6 +75,12 @@ class McpSettings(PostgresSettings, RedisSettings, AwsSettings):
     )
 
 
+class MemoriesSettings(PostgresSettings, RedisSettings, KmsSettings, RateLimitSettings):
+    """The REST memory function (functions/memories); embedding settings are read where it embeds."""
+
+    auth_cache_s: float = Field(default=15, ge=0, le=30, description="Companion/user permission cache")
+
+
 class MigrateSettings(PostgresSettings):
     """Migrations run as the schema owner, never as the application role."""
 

@@ -210,3 +210,20 @@ class SessionStore(Protocol):
     def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
         """Every session of the companion, across its users, that expires after ``now``."""
         ...
+
+
+class ImportKeyStore(Protocol):
+    """The client keys of bulk-imported lines, per companion user: claimed before a line's memory is
+    stored, completed with its memory's id after, released when storing failed."""
+
+    def claim(
+        self, scope: TenantScope, keys: Sequence[str], now: datetime, stale_before: datetime
+    ) -> tuple[set[str], dict[str, UUID | None]]:
+        """Claim the keys no one holds (or whose claim is older than ``stale_before``), in one round trip.
+        Returns the keys claimed now and, for every other key, the memory it names (None while another
+        import holds it)."""
+        ...
+
+    def complete(self, scope: TenantScope, memory_ids: dict[str, UUID]) -> None: ...
+
+    def release(self, scope: TenantScope, keys: Sequence[str]) -> None: ...

@@ -19,6 +19,7 @@ from companion_memory.adapters.kms_envelope import KmsDataKeys, PostgresWrappedK
 from companion_memory.adapters.postgres import Database, PostgresProbe, conninfo_from
 from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore
+from companion_memory.adapters.postgres_memory_imports import PostgresImportKeys
 from companion_memory.adapters.redis import RedisProbe, redis_client
 from companion_memory.adapters.redis_limits import RedisRateLimiter
 from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
@@ -28,6 +29,7 @@ from companion_memory.config import (
     HealthSettings,
     IdentitySettings,
     KmsSettings,
+    MemoriesSettings,
     PostgresSettings,
     RateLimitSettings,
     RedisSettings,
@@ -38,6 +40,8 @@ from companion_memory.domain.health import HealthService
 from companion_memory.domain.identity import IdentityService
 from companion_memory.domain.limits import RequestGuard
 from companion_memory.domain.memory import MemoryService
+from companion_memory.domain.memory_access import MemoryAccess
+from companion_memory.domain.memory_import import MemoryImporter
 from companion_memory.domain.sessions import SessionService
 from companion_memory.ports import DependencyProbe, Embedder
 
@@ -208,6 +212,21 @@ def memory_service() -> MemoryService:
     return MemoryService(PostgresMemoryStore(database()), embedder(), SystemClock(), cipher=cipher)
 
 
+@cache
+def memory_access() -> MemoryAccess:
+    """The REST memory API's check of principal, scopes, user permissions and rate limit."""
+    settings = settings_for(MemoriesSettings)
+    return MemoryAccess(
+        identity_store(), rate_limiter(), cache_s=settings.auth_cache_s, monotonic=time.monotonic
+    )
+
+
+@cache
+def memory_importer() -> MemoryImporter:
+    """Bulk import (idempotent by the line's client key) and export of JSON Lines."""
+    return MemoryImporter(memory_service(), PostgresImportKeys(database()), SystemClock())
+
+
 def reset() -> None:
     """Forget every cached client (after a SnapStart restore, or between tests)."""
     for built in (
@@ -226,6 +245,8 @@ def reset() -> None:
     content_cipher.cache_clear()
     rate_limiter.cache_clear()
     memory_service.cache_clear()
+    memory_access.cache_clear()
+    memory_importer.cache_clear()
 
 
 def _register_snapstart_hook() -> None:
