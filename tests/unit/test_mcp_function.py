@@ -2,11 +2,13 @@
 
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from companion_memory.config import settings_for
 from localdev import template
 from localdev.lambda_runtime import HandlerLoader, invoke
 
@@ -20,7 +22,16 @@ MODERN_META = {
 
 
 @pytest.fixture(scope="module")
-def call() -> Any:
+def call() -> Iterator[Any]:
+    # The template passes PUBLIC_BASE_URL (the API's public URL) to the function; so does this test.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBLIC_BASE_URL", "https://api.example")
+        settings_for.cache_clear()
+        yield from _caller()
+    settings_for.cache_clear()
+
+
+def _caller() -> Iterator[Any]:
     loader = HandlerLoader()
     function = template.default().functions["McpFunction"]
 
@@ -28,13 +39,13 @@ def call() -> Any:
         result: dict[str, Any] = invoke(loader, function, event)
         return result
 
-    return _call
+    yield _call
 
 
 def event(
     body: object = None, *, method: str = "POST", headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    built = copy.deepcopy(SAMPLE)
+    built: dict[str, Any] = copy.deepcopy(SAMPLE)
     # What AWS sends: the Host is the function URL's own domain.
     built["headers"]["host"] = built["requestContext"]["domainName"]
     built["headers"].update(headers or {})
@@ -43,20 +54,25 @@ def event(
     return built
 
 
-def test_initialize_works_on_three_warm_invocations_in_a_row(call: Any) -> None:
+def test_a_tokenless_request_gets_401_with_the_challenge_on_three_warm_invocations(call: Any) -> None:
+    # The real handler module, loaded once: the authenticated path (with fakes behind it) is in
+    # test_mcp_handler.py; here nothing is read or built for a request without a credential.
     initialize = json.loads(SAMPLE["body"])
     for _ in range(3):
         response = call(event(initialize))
-        assert response["statusCode"] == 200
-        assert json.loads(response["body"])["result"]["serverInfo"]["name"] == "companion-memory"
+        assert response["statusCode"] == 401
+        challenge = response["headers"]["www-authenticate"]
+        assert challenge.startswith(
+            'Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource/mcp"'
+        )
 
 
-def test_the_2026_revision_needs_no_initialize(call: Any) -> None:
+def test_the_2026_revision_needs_a_token_too(call: Any) -> None:
     request = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"_meta": MODERN_META}}
     headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"}
     response = call(event(request, headers=headers))
-    assert response["statusCode"] == 200
-    assert json.loads(response["body"])["id"] == 7
+    assert response["statusCode"] == 401
+    assert "www-authenticate" in response["headers"]
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
@@ -64,8 +80,3 @@ def test_methods_other_than_post_answer_405(call: Any, method: str) -> None:
     response = call(event(method=method))
     assert response["statusCode"] == 405
     assert response["headers"]["allow"] == "POST"
-
-
-def test_a_host_aws_did_not_route_by_is_refused(call: Any) -> None:
-    response = call(event(json.loads(SAMPLE["body"]), headers={"host": "attacker.example"}))
-    assert response["statusCode"] == 421

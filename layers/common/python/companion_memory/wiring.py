@@ -7,7 +7,7 @@ dropped, because connections captured in the snapshot are dead.
 
 import time
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -44,6 +44,9 @@ from companion_memory.domain.memory_access import MemoryAccess
 from companion_memory.domain.memory_import import MemoryImporter
 from companion_memory.domain.sessions import SessionService
 from companion_memory.ports import DependencyProbe, Embedder
+
+if TYPE_CHECKING:
+    from companion_memory.mcp.access import McpServices
 
 
 @cache
@@ -227,6 +230,23 @@ def memory_importer() -> MemoryImporter:
     return MemoryImporter(memory_service(), PostgresImportKeys(database()), SystemClock())
 
 
+@cache
+def mcp_services() -> "McpServices":
+    """What the MCP function uses: the authenticator, a cached view of companions and their users, the
+    memory service, the rate limiter and the session store. Imported here so no other function pays for it."""
+    from companion_memory.mcp.access import CachedTenantDirectory, McpServices
+
+    return McpServices(
+        authenticator=authenticator(),
+        directory=CachedTenantDirectory(
+            identity_store(), ttl_s=settings_for(IdentitySettings).auth_cache_s, monotonic=time.monotonic
+        ),
+        memory=memory_service(),
+        guard=rate_limiter(),
+        sessions=session_service(),
+    )
+
+
 def reset() -> None:
     """Forget every cached client (after a SnapStart restore, or between tests)."""
     for built in (
@@ -245,6 +265,7 @@ def reset() -> None:
     content_cipher.cache_clear()
     rate_limiter.cache_clear()
     memory_service.cache_clear()
+    mcp_services.cache_clear()
     memory_access.cache_clear()
     memory_importer.cache_clear()
 

@@ -46,24 +46,27 @@ class AsgiLambdaBridge:
             started.set()
             await self._stopping.wait()
 
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    def handle(
+        self, event: dict[str, Any], context: LambdaContext, scope_extras: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Run one request; ``scope_extras`` are added to its ASGI scope (per request, so per thread)."""
         method = event["requestContext"]["http"]["method"]
         if method not in self._allowed_methods:
             # A GET would open an endless SSE stream, which a buffered Lambda can never finish.
-            return _json(
+            return json_response(
                 405,
                 {"error": {"code": "method_not_allowed", "message": f"{method} is not supported"}},
                 {"allow": ", ".join(sorted(self._allowed_methods))},
             )
         gateway = HTTPGateway(event, cast(MangumContext, context), self._config)
-        cycle = HTTPCycle(gateway.scope, gateway.body)
+        cycle = HTTPCycle({**gateway.scope, **(scope_extras or {})}, gateway.body)
         budget_s = max(context.get_remaining_time_in_millis() - _DEADLINE_MARGIN_MS, 1_000) / 1000
         future = asyncio.run_coroutine_threadsafe(cycle.run(self._app), self._loop)
         try:
             future.result(timeout=budget_s)
         except TimeoutError:
             future.cancel()
-            return _json(
+            return json_response(
                 504, {"error": {"code": "timeout", "message": "The request took too long", "retryable": True}}
             )
         return gateway({"status": cycle.status, "headers": cycle.headers, "body": cycle.body})
@@ -75,7 +78,7 @@ class AsgiLambdaBridge:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"content-type": "application/json", **(headers or {})},

@@ -1,11 +1,15 @@
 """The MCP server: stateless Streamable HTTP with JSON responses (a buffered Lambda cannot stream)."""
 
+from collections.abc import Callable
+
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
 from companion_memory import __version__
 from companion_memory.config import McpSettings
+from companion_memory.mcp import prompts, resources, tools
+from companion_memory.mcp.access import CallerContext, McpServices
 
 SERVER_NAME = "companion-memory"
 INSTRUCTIONS = (
@@ -14,23 +18,33 @@ INSTRUCTIONS = (
 )
 
 
-def build_server() -> MCPServer:
+def build_server(
+    services: Callable[[], McpServices], caller_of: tools.CallerOf = tools.caller_in_request
+) -> MCPServer:
+    """The server with every tool, resource and prompt. ``services`` is called on first use (never at
+    import), ``caller_of`` finds the authenticated caller of a request (the handler puts it in the scope)."""
     # The SDK logs every session at INFO on the root logger; Powertools' Logger is our log.
-    return MCPServer(name=SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    server = MCPServer(name=SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    gate = tools.Gate(services, caller_of)
+    tools.register(server, gate)
+    resources.register(server, gate)
+    prompts.register(server, gate)
+    return server
 
 
 class McpHttpApp:
     """The SDK's ASGI app with Host/Origin validation (DNS-rebinding protection) kept on."""
 
-    def __init__(self, settings: McpSettings) -> None:
+    def __init__(self, settings: McpSettings, services: Callable[[], McpServices]) -> None:
         self._security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.mcp_allowed_hosts),
             allowed_origins=list(settings.mcp_allowed_origins),
         )
-        self.asgi: Starlette = build_server().streamable_http_app(
+        self.asgi: Starlette = build_server(services).streamable_http_app(
             stateless_http=True, json_response=True, transport_security=self._security
         )
+        self.asgi.add_middleware(CallerContext)
 
     def trust_routed_domain(self, domain_name: str) -> None:
         """Accept the domain AWS routed a request by (``requestContext.domainName``).
