@@ -20,7 +20,7 @@ from psycopg import errors
 from companion_memory.adapters import aws
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_identity import PostgresIdentityStore
-from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
+from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
 from companion_memory.auth.keyset import SigningKeySet
 from companion_memory.auth.principal import Authenticator, Principal
 from companion_memory.config import AwsSettings, PostgresSettings
@@ -263,24 +263,37 @@ def test_an_owner_cannot_insert_a_key_or_an_audit_row_for_another(tenant: Tenant
 # --- the JWT signing key set in Secrets Manager -------------------------------------------------------------
 
 
-def _fresh_secret(stack: Any) -> str:
+def _fresh_secret() -> str:
     client = aws.client("secretsmanager", AwsSettings())
     created = client.create_secret(Name=f"test/signing-keys-{uuid.uuid4()}", SecretString="{}")
     return str(created["ARN"])
 
 
+def _secret_json(secret: str) -> Any:
+    client = aws.client("secretsmanager", AwsSettings())
+    return json.loads(client.get_secret_value(SecretId=secret)["SecretString"])
+
+
+def _issuer(private: str, public: str, clock: ManualClock | None = None) -> SecretsManagerSigningKeys:
+    return SecretsManagerSigningKeys(
+        aws.client("secretsmanager", AwsSettings()),
+        private,
+        public_secret_id=public,
+        cache_s=300,
+        monotonic=(clock or ManualClock()).monotonic,
+    )
+
+
+def _verifier(public: str, clock: ManualClock) -> SecretsManagerPublicKeys:
+    return SecretsManagerPublicKeys(
+        aws.client("secretsmanager", AwsSettings()), public, cache_s=300, monotonic=clock.monotonic
+    )
+
+
 def test_two_first_users_racing_end_up_with_one_key_set(stack: Any) -> None:
-    # Given an empty signing key secret and two sandboxes, each with its own client
-    secret = _fresh_secret(stack)
-    stores = [
-        SecretsManagerSigningKeys(
-            aws.client("secretsmanager", AwsSettings()),
-            secret,
-            cache_s=300,
-            monotonic=ManualClock().monotonic,
-        )
-        for _ in range(2)
-    ]
+    # Given empty key secrets and two sandboxes, each with its own client
+    private, public = _fresh_secret(), _fresh_secret()
+    stores = [_issuer(private, public) for _ in range(2)]
     results: list[SigningKeySet] = []
     start = threading.Barrier(2)
 
@@ -294,24 +307,74 @@ def test_two_first_users_racing_end_up_with_one_key_set(stack: Any) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    # Then both use the same set, and it is the one stored
-    stored = SigningKeySet.from_json(
-        aws.client("secretsmanager", AwsSettings()).get_secret_value(SecretId=secret)["SecretString"]
-    )
-    kids = {result.signing_key().kid for result in results}
-    assert kids == {stored.signing_key().kid}
+    # Then both use the same set, it is the one stored, and its public half is the one published
+    stored = SigningKeySet.from_json(json.dumps(_secret_json(private)))
     assert len(results) == 2
+    assert {result.signing_key().kid for result in results} == {stored.signing_key().kid}
+    assert _secret_json(public) == stored.jwks()
 
 
-def test_a_rotation_keeps_the_old_key_verifying_and_publishes_the_next(stack: Any) -> None:
-    secret = _fresh_secret(stack)
-    store = SecretsManagerSigningKeys(
-        aws.client("secretsmanager", AwsSettings()), secret, cache_s=300, monotonic=ManualClock().monotonic
-    )
-    before = store.load()
-    after = store.rotate()
+def test_verifiers_read_only_public_keys_and_verify_what_the_issuer_signs(stack: Any) -> None:
+    # Given an issuer that generated its keys, and a verifier that reads only the public secret
+    private, public = _fresh_secret(), _fresh_secret()
+    issuer, clock = _issuer(private, public), ManualClock()
+    key_set = issuer.load()
+    verifier = _verifier(public, clock)
+    # Then the published document holds no private member, and it verifies the issuer's current key
+    assert all("d" not in jwk for jwk in _secret_json(public)["keys"])
+    assert verifier.load().kids == key_set.verification_keys().kids
+    assert key_set.signing_key().kid in verifier.load().kids
+
+
+def test_a_rotation_is_published_with_the_old_key_still_verifying(stack: Any) -> None:
+    private, public = _fresh_secret(), _fresh_secret()
+    issuer = _issuer(private, public)
+    before = issuer.load()
+    after = issuer.rotate()
+    published = {jwk["kid"] for jwk in _secret_json(public)["keys"]}
     assert before.next is not None
-    assert after.signing_key().kid == before.next.kid
-    assert before.signing_key().kid in after.verification_keys().kids
     assert after.next is not None
-    assert after.next.kid in {key["kid"] for key in after.jwks()["keys"]}
+    assert after.signing_key().kid == before.next.kid
+    assert published == {before.signing_key().kid, before.next.kid, after.next.kid}
+
+
+def test_a_lost_publish_is_repaired_by_the_next_issuer_load_and_a_newer_set_is_never_rolled_back(
+    stack: Any,
+) -> None:
+    # Given keys whose public half was never published (the publish after the write failed)
+    private, public = _fresh_secret(), _fresh_secret()
+    clock = ManualClock()
+    stale = _issuer(private, public, clock)
+    old = stale.load()
+    client = aws.client("secretsmanager", AwsSettings())
+    client.put_secret_value(SecretId=public, SecretString="{}")
+    # When an issuer's cache runs out and it loads again
+    clock.advance(300)
+    stale.load()
+    # Then the public set is published again
+    assert {jwk["kid"] for jwk in _secret_json(public)["keys"]} == set(old.verification_keys().kids)
+    # And when another sandbox rotates, a stale sandbox's reload does not write its older set back
+    newer = _issuer(private, public).rotate()
+    stale_view = SigningKeySet(current=old.current, next=old.next)
+    assert stale_view.verification_keys().kids <= newer.verification_keys().kids
+    clock.advance(300)
+    stale.load()
+    assert {jwk["kid"] for jwk in _secret_json(public)["keys"]} == set(newer.verification_keys().kids)
+
+
+def test_an_empty_public_set_is_read_again_soon_and_a_full_one_is_cached(stack: Any) -> None:
+    # Given a verifier that started before any key existed
+    private, public = _fresh_secret(), _fresh_secret()
+    clock = ManualClock()
+    verifier = _verifier(public, clock)
+    assert len(verifier.load()) == 0
+    # When the issuer generates the keys
+    _issuer(private, public).load()
+    # Then the verifier sees them within seconds, not after the full cache time
+    clock.advance(5)
+    assert len(verifier.load()) == 2
+    # And once it has keys it keeps them for the cache time (a rotation reaches it within that)
+    client = aws.client("secretsmanager", AwsSettings())
+    client.put_secret_value(SecretId=public, SecretString="{}")
+    clock.advance(299)
+    assert len(verifier.load()) == 2
