@@ -94,7 +94,12 @@ class MigrateSettings(PostgresSettings):
 class IdentitySettings(PostgresSettings, AwsSettings):
     """What authenticating and issuing need: the signing key secret and the public names of the service."""
 
-    signing_keys_secret_arn: str | None = Field(default=None, description="Secret with the JWT key set")
+    signing_keys_secret_arn: str | None = Field(
+        default=None, description="Secret with the private JWT key set (the issuer, the auth function, only)"
+    )
+    public_jwks_secret_arn: str | None = Field(
+        default=None, description="Secret with the public JWKS: all that verifiers may read"
+    )
     signing_keys_cache_s: float = Field(
         default=300,
         ge=0,

@@ -22,7 +22,7 @@ from companion_memory.adapters.postgres_memory import PostgresMemoryStore
 from companion_memory.adapters.postgres_memory_imports import PostgresImportKeys
 from companion_memory.adapters.redis import RedisProbe, redis_client
 from companion_memory.adapters.redis_limits import RedisRateLimiter
-from companion_memory.adapters.signing_keys import SecretsManagerSigningKeys
+from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
 from companion_memory.auth.principal import Authenticator
 from companion_memory.config import (
     AwsSettings,
@@ -151,12 +151,28 @@ def identity_store() -> PostgresIdentityStore:
 
 @cache
 def signing_keys() -> SecretsManagerSigningKeys:
+    """The private key set: only the issuer (the auth function, the CLI) has it."""
     settings = settings_for(IdentitySettings)
-    if not settings.signing_keys_secret_arn:
-        raise ValueError("SIGNING_KEYS_SECRET_ARN is not set")
+    if not settings.signing_keys_secret_arn or not settings.public_jwks_secret_arn:
+        raise ValueError("issuing tokens needs SIGNING_KEYS_SECRET_ARN and PUBLIC_JWKS_SECRET_ARN")
     return SecretsManagerSigningKeys(
         aws_client("secretsmanager"),
         settings.signing_keys_secret_arn,
+        public_secret_id=settings.public_jwks_secret_arn,
+        cache_s=settings.signing_keys_cache_s,
+        monotonic=time.monotonic,
+    )
+
+
+@cache
+def public_keys() -> SecretsManagerPublicKeys:
+    """The public JWKS that verifies user tokens: all a verifier (authorizer, MCP) can read."""
+    settings = settings_for(IdentitySettings)
+    if not settings.public_jwks_secret_arn:
+        raise ValueError("PUBLIC_JWKS_SECRET_ARN is not set")
+    return SecretsManagerPublicKeys(
+        aws_client("secretsmanager"),
+        settings.public_jwks_secret_arn,
         cache_s=settings.signing_keys_cache_s,
         monotonic=time.monotonic,
     )
@@ -177,7 +193,7 @@ def authenticator() -> Authenticator:
     return Authenticator(
         identity_store(),
         SystemClock().now,
-        lambda: signing_keys().load().verification_keys(),
+        lambda: public_keys().load(),
         issuer=settings.issuer,
         audience=settings.mcp_resource,
         cache_s=settings.auth_cache_s,
@@ -256,6 +272,7 @@ def reset() -> None:
         health_service,
         identity_store,
         signing_keys,
+        public_keys,
         identity_service,
         authenticator,
     ):
