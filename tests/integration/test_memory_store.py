@@ -419,3 +419,27 @@ def test_wiring_builds_one_memory_service_on_the_stacks_database(database: Datab
     # Then it reads through the stack's database (listing embeds nothing, so no model is loaded)
     companion = new_companion(database)
     assert built.list(scope(companion), ListFilter()).items == []
+
+
+def test_the_hash_join_setting_ends_with_its_statement(database: Database, service: MemoryService) -> None:
+    # Given a user with memories, When the store ranks candidates inside a transaction
+    companion = new_companion(database)
+    service.store(scope(companion), NewMemory(content="tea at dawn"))
+    store = PostgresMemoryStore(database)
+    with store.unit(scope(companion)) as unit:
+        from companion_memory.ports import CandidateQuery
+
+        found = unit.candidates(
+            "alice",
+            CandidateQuery(
+                model=EMBEDDER.model_id,
+                vector=EMBEDDER.vector("tea"),
+                terms=["tea"],
+                criteria=MemoryCriteria(now=datetime.now(UTC)),
+                k=5,
+            ),
+        )
+        # Then later statements of the same transaction plan with nested loops again
+        setting = one(unit._conn, "SELECT current_setting('enable_nestloop')")
+    assert len(found) == 1
+    assert setting == "on"
