@@ -24,6 +24,30 @@ def inspector(*args: str) -> dict[str, object]:
     return result
 
 
-def test_the_inspector_lists_the_tools_over_streamable_http(stack: Running) -> None:
-    result = inspector(stack.env["MCP_URL"], "--method", "tools/list")
+def test_the_inspector_lists_the_tools_with_a_bearer_token(stack: Running, alice_token: str) -> None:
+    auth = f"Authorization: Bearer {alice_token}"
+    result = inspector(
+        stack.env["MCP_URL"], "--transport", "http", "--header", auth, "--method", "tools/list"
+    )
     assert isinstance(result["tools"], list)
+    names = {tool["name"] for tool in result["tools"]}  # type: ignore[index]
+    assert {"store_memory", "recall_memories", "get_memory", "update_memory"} <= names
+    assert {"forget_memory", "list_memories", "link_memories"} <= names
+
+
+def test_the_inspector_calls_a_tool_with_a_bearer_token(stack: Running, alice_token: str) -> None:
+    auth = f"Authorization: Bearer {alice_token}"
+    result = inspector(
+        stack.env["MCP_URL"],
+        "--transport",
+        "http",
+        "--header",
+        auth,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "list_memories",
+        "--tool-arg",
+        "limit=5",
+    )
+    assert "content" in result

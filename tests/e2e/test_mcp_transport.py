@@ -37,9 +37,9 @@ def anyio_backend() -> str:
 
 
 @asynccontextmanager
-async def connect(url: str, mode: str) -> AsyncIterator[Client]:
+async def connect(url: str, mode: str, token: str) -> AsyncIterator[Client]:
     async with (
-        httpx2.AsyncClient(timeout=30) as http,
+        httpx2.AsyncClient(timeout=30, headers={"authorization": f"Bearer {token}"}) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
     ):
         yield client
@@ -48,12 +48,12 @@ async def connect(url: str, mode: str) -> AsyncIterator[Client]:
 @pytest.mark.parametrize(("mode", "revision"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
 @pytest.mark.parametrize("surface", ["MCP_URL", "API_URL"])
 async def test_the_official_client_connects_on_both_revisions_and_surfaces(
-    stack: Running, mode: str, revision: str, surface: str
+    stack: Running, alice_token: str, mode: str, revision: str, surface: str
 ) -> None:
     # Given the function URL (MCP_URL) or the HttpApi route (API_URL + /mcp)
     url = stack.env["MCP_URL"] if surface == "MCP_URL" else stack.env["API_URL"] + "/mcp"
     # When the client negotiates and lists the server's tools
-    async with connect(url, mode) as client:
+    async with connect(url, mode, alice_token) as client:
         tools = await client.list_tools()
         # Then it speaks the expected revision with our server
         assert client.protocol_version == revision
@@ -62,11 +62,32 @@ async def test_the_official_client_connects_on_both_revisions_and_surfaces(
         assert tools.tools is not None
 
 
-async def test_warm_invocations_keep_serving(stack: Running) -> None:
+async def test_warm_invocations_keep_serving(stack: Running, alice_token: str) -> None:
     # Three sessions in a row reuse the same handler process (and its one-time ASGI lifespan).
     for _ in range(3):
-        async with connect(stack.env["MCP_URL"], "legacy") as client:
+        async with connect(stack.env["MCP_URL"], "legacy", alice_token) as client:
             assert (await client.list_tools()).tools is not None
+
+
+@pytest.mark.parametrize("surface", ["MCP_URL", "API_URL"])
+def test_a_request_without_a_token_is_401_with_the_resource_metadata_challenge(
+    stack: Running, surface: str
+) -> None:
+    url = stack.env["MCP_URL"] if surface == "MCP_URL" else stack.env["API_URL"] + "/mcp"
+    response = httpx.post(url, json=INITIALIZE, headers=JSON_HEADERS, timeout=10)
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    metadata_url = stack.env["API_URL"] + "/.well-known/oauth-protected-resource/mcp"
+    assert f'resource_metadata="{metadata_url}"' in challenge
+    # And the metadata is there, naming the resource the tokens are issued for
+    metadata = httpx.get(metadata_url, timeout=10).json()
+    assert metadata["resource"] == stack.env["API_URL"] + "/mcp"
+
+
+def test_a_token_in_the_query_string_is_ignored(stack: Running, alice_token: str) -> None:
+    url = stack.env["MCP_URL"] + f"?access_token={alice_token}"
+    response = httpx.post(url, json=INITIALIZE, headers=JSON_HEADERS, timeout=10)
+    assert response.status_code == 401
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
@@ -76,25 +97,28 @@ def test_get_and_delete_are_refused_with_405_not_an_endless_stream(stack: Runnin
     assert response.headers["allow"] == "POST"
 
 
-def test_a_foreign_host_header_is_refused(stack: Running) -> None:
+def test_a_foreign_host_header_is_refused(stack: Running, alice_token: str) -> None:
     # DNS rebinding: a browser tricked into sending our traffic under another name is turned away.
     response = httpx.post(
         stack.env["MCP_URL"],
         json=INITIALIZE,
-        headers={**JSON_HEADERS, "host": "attacker.example"},
+        headers={**JSON_HEADERS, "host": "attacker.example", "authorization": f"Bearer {alice_token}"},
         timeout=10,
     )
     assert response.status_code == 421
 
 
-def test_a_foreign_origin_is_refused(stack: Running) -> None:
-    headers = {**JSON_HEADERS, "origin": "https://attacker.example"}
+def test_a_foreign_origin_is_refused(stack: Running, alice_token: str) -> None:
+    headers = {**JSON_HEADERS, "origin": "https://attacker.example", "authorization": f"Bearer {alice_token}"}
     response = httpx.post(stack.env["MCP_URL"], json=INITIALIZE, headers=headers, timeout=10)
     assert response.status_code == 403
 
 
-def test_a_batch_body_is_a_client_error(stack: Running) -> None:
+def test_a_batch_body_is_a_client_error(stack: Running, alice_token: str) -> None:
     response = httpx.post(
-        stack.env["MCP_URL"], content=json.dumps([INITIALIZE]), headers=JSON_HEADERS, timeout=10
+        stack.env["MCP_URL"],
+        content=json.dumps([INITIALIZE]),
+        headers={**JSON_HEADERS, "authorization": f"Bearer {alice_token}"},
+        timeout=10,
     )
     assert response.status_code == 400

@@ -66,12 +66,13 @@ def _health_is_ok(answer: dict[str, Any], _: CloudFormation) -> None:
     assert all(dependency["status"] == "up" for dependency in body["dependencies"].values())
 
 
-def _mcp_initializes(answer: dict[str, Any], _: CloudFormation) -> None:
-    assert answer["statusCode"] == 200, answer
-    result = _json_body(answer)["result"]
-    assert result["protocolVersion"] == "2025-11-25"
-    assert result["serverInfo"]["name"] == "companion-memory"
-    assert "tools" in result["capabilities"]
+def _mcp_asks_for_a_token(answer: dict[str, Any], _: CloudFormation) -> None:
+    # A static sample cannot carry a live user token: the MCP endpoint answers with its OAuth challenge.
+    assert answer["statusCode"] == 401, answer
+    challenge = {key.lower(): value for key, value in answer["headers"].items()}["www-authenticate"]
+    assert challenge.startswith("Bearer resource_metadata=")
+    assert "/.well-known/oauth-protected-resource/mcp" in challenge
+    assert _json_body(answer)["error"]["code"] == "unauthorized"
 
 
 def _mcp_get_is_405(answer: dict[str, Any], _: CloudFormation) -> None:
@@ -114,7 +115,7 @@ def _a_companion_that_does_not_exist_is_404(answer: dict[str, Any], _: CloudForm
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
-    "mcp/url-initialize.json": _mcp_initializes,
+    "mcp/url-initialize.json": _mcp_asks_for_a_token,
     "mcp/api-get.json": _mcp_get_is_405,
     "migrate/create.json": _migrations_succeed,
     "auth/token.json": _token_without_a_valid_key_is_401,
