@@ -188,6 +188,24 @@ def test_an_invalid_store_is_400_with_the_stable_code(world: dict[str, Any], bod
     assert answer["error"]["code"] == "validation_failed"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"content": "a\x00b"},
+        {"content": "x", "metadata": {"k": ["\x00"]}},
+        {"content": "x", "metadata": {"\x00": 1}},
+        {"content": "lone \ud800 surrogate"},
+        {"content": "x", "summary": "\udfff"},
+    ],
+    ids=["nul-content", "nul-metadata-value", "nul-metadata-key", "surrogate-content", "surrogate-summary"],
+)
+def test_text_postgresql_cannot_hold_is_400_not_500(world: dict[str, Any], body: dict[str, Any]) -> None:
+    # Found by schemathesis: NUL and lone surrogates reached PostgreSQL and answered 500.
+    status, _, answer = call("POST", memories(), backend(), body)
+    assert status == 400
+    assert answer["error"]["code"] == "validation_failed"
+
+
 def test_a_malformed_path_is_400_not_a_crash(world: dict[str, Any]) -> None:
     status, _, answer = call("GET", "/companions/not-a-uuid/users/alice/memories", backend())
     assert (status, answer["error"]["code"]) == (400, "validation_failed")
