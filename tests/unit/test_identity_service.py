@@ -63,6 +63,27 @@ def _companion_key(companion: Companion, scopes: set[str]) -> Principal:
     )
 
 
+# --- companions ---------------------------------------------------------------------------------------------
+
+
+def test_a_new_companions_default_limits_are_limits_the_rate_limiter_reads(
+    service: IdentityService, owner: Principal
+) -> None:
+    from companion_memory.domain.limits import Limits
+
+    companion = service.create_companion(owner, CompanionCreate(name="Ava"))
+    assert Limits.of(companion.config).requests_per_minute == 60
+
+
+def test_a_companion_with_malformed_limits_is_refused_and_not_stored(
+    service: IdentityService, owner: Principal, store: InMemoryIdentityStore
+) -> None:
+    before = dict(store.companions)
+    with pytest.raises(ValidationFailed):
+        service.create_companion(owner, CompanionCreate(name="Ava", config={"limits": {"per_fortnight": 3}}))
+    assert store.companions == before
+
+
 # --- prefix collisions --------------------------------------------------------------------------------------
 
 

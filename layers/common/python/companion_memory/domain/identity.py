@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 
 from companion_memory.auth import api_keys, tokens
 from companion_memory.auth.principal import Principal, require
+from companion_memory.domain.limits import Limits
 from companion_memory.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from companion_memory.models.identity import (
     COMPANION_KEY_SCOPES,
@@ -79,12 +80,14 @@ class IdentityService:
 
     def create_companion(self, principal: Principal, request: CompanionCreate) -> Companion:
         require(principal, tokens.SCOPE_ADMIN)
+        config = _merged(DEFAULT_COMPANION_CONFIG, request.config or {})
+        Limits.of(config)  # a malformed limits object is refused now, not on the companion's first request
         now = self._clock.now()
         companion = Companion(
             id=uuid4(),
             owner_id=principal.owner_id,
             name=request.name,
-            config=_merged(DEFAULT_COMPANION_CONFIG, request.config or {}),
+            config=config,
             isolation_level=request.isolation_level,
             status="active",
             version="1.0.0",

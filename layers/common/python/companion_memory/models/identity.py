@@ -16,7 +16,8 @@ IsolationLevel = Literal["standard", "strict"]
 # What a companion's config holds when its creator says nothing (issue 5 owns the full schema).
 DEFAULT_COMPANION_CONFIG: dict[str, Any] = {
     "personality": {},
-    "limits": {"requests_per_minute": 60, "daily_interactions": 10_000, "max_memories_per_user": 10_000},
+    # The names of domain.limits.Limits (checked when a companion is created).
+    "limits": {"requests_per_minute": 60, "interactions_per_day": 10_000, "max_memories_per_user": 10_000},
     "capabilities": {"memory_types": ["fact", "preference", "experience", "instruction", "reflection"]},
 }
 COMPANION_KEY_SCOPES: frozenset[str] = ALL_SCOPES - {"admin"}
