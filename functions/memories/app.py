@@ -24,19 +24,16 @@ from companion_memory.models.memory import (
     ForgetResult,
     ListFilter,
     Memory,
+    MemoryChanges,
     MemoryPage,
     MemoryType,
+    NewMemory,
+    RecallQuery,
     RecallResult,
     Relation,
     StoreResult,
 )
-from companion_memory.models.memory_import import (
-    ChangeRequest,
-    ImportReport,
-    LinkRequest,
-    RecallRequest,
-    StoreRequest,
-)
+from companion_memory.models.memory_import import ImportReport, LinkRequest
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.observability import logger, metrics, tracer
 
@@ -62,7 +59,7 @@ def _scope(companion_id: UUID, user_id: str, operation: Operation) -> TenantScop
     summary="Store a memory (201 created; 200 when merged into a near-duplicate)",
     responses=answers(StoreResult, 201, 200),
 )
-def store_memory(companion_id: CompanionId, user_id: UserId, request: StoreRequest) -> Response[StoreResult]:
+def store_memory(companion_id: CompanionId, user_id: UserId, request: NewMemory) -> Response[StoreResult]:
     scope = _scope(companion_id, user_id, "write")
     result = wiring.memory_service().store(scope, request)
     return json_response(201 if result.outcome == "created" else 200, result)
@@ -98,7 +95,7 @@ def list_memories(
     summary="Recall the memories most relevant to a query, ranked with scores",
     responses=answers(RecallResult, 200),
 )
-def recall_memories(companion_id: CompanionId, user_id: UserId, request: RecallRequest) -> RecallResult:
+def recall_memories(companion_id: CompanionId, user_id: UserId, request: RecallQuery) -> RecallResult:
     return wiring.memory_service().recall(_scope(companion_id, user_id, "read"), request)
 
 
@@ -162,7 +159,7 @@ def get_memory(companion_id: CompanionId, user_id: UserId, memory_id: MemoryId) 
     responses=answers(Memory, 200),
 )
 def update_memory(
-    companion_id: CompanionId, user_id: UserId, memory_id: MemoryId, request: ChangeRequest
+    companion_id: CompanionId, user_id: UserId, memory_id: MemoryId, request: MemoryChanges
 ) -> Memory:
     return wiring.memory_service().update(_scope(companion_id, user_id, "write"), memory_id, request)
 

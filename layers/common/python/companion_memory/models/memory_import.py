@@ -6,60 +6,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from companion_memory.models.memory import (
-    MAX_METADATA_BYTES,
-    MemoryChanges,
-    NewMemory,
-    RecallQuery,
-    RelationType,
-)
+from companion_memory.models.memory import MAX_METADATA_BYTES, NewMemory, RelationType, storable
 
 MAX_IMPORT_KEY_CHARS = 200
-
-
-def storable(value: Any) -> Any:
-    """Refuse text PostgreSQL cannot store: a NUL character (text and jsonb refuse it) or a lone UTF-16
-    surrogate (JSON can escape one, UTF-8 cannot encode it), anywhere in a string, key or nested value.
-    Found by schemathesis: without this, such a body was a 500 instead of a 400."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain the NUL character (\\u0000)")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode (no lone surrogate escapes)") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            storable(key)
-            storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            storable(item)
-    return value
-
-
-class StoreRequest(NewMemory):
-    """A memory to store, as the REST API takes it (NewMemory, with text PostgreSQL can hold)."""
-
-    _storable = field_validator("content", "summary", "metadata")(storable)
-
-
-class ChangeRequest(MemoryChanges):
-    """A partial update, as the REST API takes it (MemoryChanges, with text PostgreSQL can hold)."""
-
-    _storable = field_validator("content", "summary", "metadata")(storable)
-
-
-class RecallRequest(RecallQuery):
-    """A recall, as the REST API takes it (RecallQuery, with text PostgreSQL can hold)."""
-
-    _storable = field_validator("query")(storable)
 
 
 ImportLineStatus = Literal["created", "reinforced", "updated", "already_imported", "failed"]
 
 
-class ImportLine(StoreRequest):
+class ImportLine(NewMemory):
     """One line of an import file: a memory to store, with an optional client key.
 
     A line with ``import_key`` is stored at most once per user, however often it is sent (the key is
