@@ -27,7 +27,7 @@ from companion_memory.errors import Forbidden, NotFound, Unauthorized
 from companion_memory.models.identity import Companion, CompanionUser, StoredApiKey
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 from companion_memory.observability import logger
-from companion_memory.ports_identity import IdentityStore
+from companion_memory.ports import IdentityStore
 
 PrincipalKind = Literal["owner", "companion", "user"]
 # last_used_at is written at most this often per key (and per sandbox): never a write per request.

@@ -27,8 +27,7 @@ from companion_memory.models.identity import (
     TokenResponse,
     UserPermissions,
 )
-from companion_memory.ports import Clock
-from companion_memory.ports_identity import IdentityStore, SigningKeyStore
+from companion_memory.ports import Clock, IdentityStore, SigningKeyStore
 
 # A 72-bit prefix collides about once in 10^10 keys; a few fresh draws make a collision a non-event.
 _KEY_ATTEMPTS = 3

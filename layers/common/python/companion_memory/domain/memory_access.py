@@ -27,7 +27,7 @@ from companion_memory.auth.tokens import (
 from companion_memory.errors import Forbidden, NotFound
 from companion_memory.models.identity import Companion, CompanionUser
 from companion_memory.models.tenancy import TenantScope
-from companion_memory.ports_identity import IdentityStore
+from companion_memory.ports import IdentityStore
 
 Operation = Literal["read", "write", "delete"]
 NO_SUCH_COMPANION = "No such companion"

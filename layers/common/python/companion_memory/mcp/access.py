@@ -23,7 +23,7 @@ from companion_memory.domain.sessions import SessionService
 from companion_memory.errors import Forbidden, Unauthorized
 from companion_memory.models.identity import Companion, CompanionUser
 from companion_memory.models.tenancy import TenantScope
-from companion_memory.ports_identity import IdentityStore
+from companion_memory.ports import IdentityStore
 
 CALLER_SCOPE_KEY: Final = "companion_memory.caller"
 SCOPE_READ: Final = "memories:read"
