@@ -50,6 +50,10 @@ _USER_DISTANCES = sql.SQL(
     "(SELECT e.memory_id, e.embedding <=> %(vector)s::vector AS distance FROM memory_embeddings e "
     "WHERE e.companion_id = %(companion)s AND e.user_id = %(user)s AND e.model = %(model)s)"
 )
+# The OR query as an expression, not a joined CTE: with nested loops off, a join to it would push the
+# planner off the primary-key lookup of the final candidates. The config is a literal, so to_tsquery of
+# constants folds at planning instead of running per row.
+_TSQUERY = sql.SQL("to_tsquery({config}::regconfig, %(tsq)s)").format(config=sql.Literal(_TEXT_SEARCH_CONFIG))
 # One memory's distance, by the embeddings' primary key: for the few final candidates only.
 _DISTANCE = sql.SQL(
     "(SELECT e.embedding <=> %(vector)s::vector FROM memory_embeddings e "
@@ -241,7 +245,6 @@ class PostgresMemoryUnit:
             "vector": vector_text(query.vector),
             "k": query.k,
             "tsq": _or_query(query.terms),
-            "config": _TEXT_SEARCH_CONFIG,
         }
         owner = self._owner_filter(params, user_id)
         live = _live(query.criteria, params)
@@ -250,35 +253,35 @@ class PostgresMemoryUnit:
             keyword = sql.SQL(
                 """
                 UNION
-                (SELECT m.id FROM memories m, q
-                 WHERE {owner} AND {live} AND m.search @@ q.tsq
-                 ORDER BY ts_rank(m.search, q.tsq) DESC, m.id LIMIT %(k)s)
+                (SELECT m.id FROM memories m
+                 WHERE {owner} AND {live} AND m.search @@ {tsq}
+                 ORDER BY ts_rank(m.search, {tsq}) DESC, m.id LIMIT %(k)s)
                 """
-            ).format(owner=owner, live=live)
+            ).format(owner=owner, live=live, tsq=_TSQUERY)
+        # Two statements: the ids (a hash join, nested loops off), then the rows by primary key with
+        # nested loops on, where a literal id array gives the planner the true row count.
+        ids_statement = sql.SQL(
+            """
+            (SELECT m.id FROM {distances} v JOIN memories m ON m.id = v.memory_id
+             WHERE {owner} AND {live}
+             ORDER BY v.distance, m.id LIMIT %(k)s)
+            {keyword}
+            """
+        ).format(distances=_USER_DISTANCES, owner=owner, live=live, keyword=keyword)
+        rows, _ = self._hash_joined(ids_statement, params)
+        if not rows:
+            return []
+        params["ids"] = [row[0] for row in rows]
         statement = sql.SQL(
             """
-            WITH q AS MATERIALIZED (SELECT to_tsquery(%(config)s::regconfig, %(tsq)s) AS tsq),
-            candidate AS (
-                (SELECT m.id FROM {distances} v JOIN memories m ON m.id = v.memory_id
-                 WHERE {owner} AND {live}
-                 ORDER BY v.distance, m.id LIMIT %(k)s)
-                {keyword}
-            )
             SELECT {cols},
                    1 - {distance} AS vector_similarity,
-                   coalesce(ts_rank(m.search, q.tsq), 0) AS keyword_rank
-            FROM memories m CROSS JOIN q
-            WHERE m.id = ANY(ARRAY(SELECT id FROM candidate))
+                   coalesce(ts_rank(m.search, {tsq}), 0) AS keyword_rank
+            FROM memories m
+            WHERE m.id = ANY(%(ids)s::uuid[])
             """
-        ).format(
-            cols=sql.SQL(_COLUMNS),
-            distance=_DISTANCE,
-            distances=_USER_DISTANCES,
-            owner=owner,
-            live=live,
-            keyword=keyword,
-        )
-        return self._to_candidates(*self._hash_joined(statement, params))
+        ).format(cols=sql.SQL(_COLUMNS), distance=_DISTANCE, tsq=_TSQUERY)
+        return self._candidates(statement, params)
 
     def companion_candidates(self, query: CandidateQuery, ef_search: int) -> list[Candidate]:
         dims = len(query.vector)
@@ -318,7 +321,18 @@ class PostgresMemoryUnit:
         with self._conn.cursor() as cur:
             rows = cur.execute(statement, params).fetchall()
             names = [d.name for d in cur.description or ()]
-        return self._to_candidates(rows, names)
+        found = []
+        for row in rows:
+            fields = dict(zip(names, row, strict=True))
+            similarity, rank = fields.pop("vector_similarity"), fields.pop("keyword_rank")
+            found.append(
+                Candidate(
+                    memory=_record(fields),
+                    vector_similarity=None if similarity is None else float(similarity),
+                    keyword_rank=float(rank),
+                )
+            )
+        return found
 
     def _hash_joined(self, statement: sql.Composed, params: dict[str, Any]) -> tuple[list[Any], list[str]]:
         """Run a per-user statement with nested loops off, in one round trip (pipeline).
@@ -334,20 +348,6 @@ class PostgresMemoryUnit:
             rows = cur.fetchall()
             names = [d.name for d in cur.description or ()]
         return rows, names
-
-    def _to_candidates(self, rows: list[Any], names: list[str]) -> list[Candidate]:
-        found = []
-        for row in rows:
-            fields = dict(zip(names, row, strict=True))
-            similarity, rank = fields.pop("vector_similarity"), fields.pop("keyword_rank")
-            found.append(
-                Candidate(
-                    memory=_record(fields),
-                    vector_similarity=None if similarity is None else float(similarity),
-                    keyword_rank=float(rank),
-                )
-            )
-        return found
 
     def touch(self, memory_ids: Sequence[UUID], at: datetime) -> None:
         if not memory_ids:
