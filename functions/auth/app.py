@@ -25,6 +25,7 @@ from companion_memory.models.identity import (
 from companion_memory.observability import logger, metrics, tracer
 
 settings = settings_for(IdentitySettings)
+settings.issuer  # noqa: B018 (fail at init, closed, when the public URL is not configured)
 app = build_resolver()
 _NO_STORE = {"Cache-Control": "no-store"}
 
