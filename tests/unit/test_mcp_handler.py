@@ -13,16 +13,18 @@ import pytest
 
 from companion_memory.config import McpSettings
 from companion_memory.domain.memory import MemoryService
+from companion_memory.domain.memory_access import MemoryAccess
 from companion_memory.domain.sessions import SessionService
 from companion_memory.errors import DependencyUnavailable, Unauthorized
 from companion_memory.mcp.access import MCP_SCOPES, McpServices
 from companion_memory.mcp.handler import McpHandler
 from companion_memory.mcp.lambda_bridge import AsgiLambdaBridge
 from companion_memory.mcp.server import McpHttpApp
-from companion_memory.models.identity import Companion, CompanionUser
+from companion_memory.models.identity import Companion
 from companion_memory.models.session import LiveSession, SessionRecord, SessionTouch, SessionVisit
 from tests.support.clock import FakeClock
 from tests.support.embedders import HashEmbedder
+from tests.support.identity import InMemoryIdentityStore
 from tests.support.memory_store import InMemoryMemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,41 +44,40 @@ class FakePrincipal:
 
 
 class Tokens:
-    """Stands in for the Authenticator: a few known bearer values; an outage on demand."""
+    """Stands in for the Authenticator: a few known bearer values; like it, refuses a blocked user's token
+    with 401; an outage on demand."""
 
     def __init__(self) -> None:
         self.down = False
         self.known = {
             "alice-token": FakePrincipal("user", OWNER, COMPANION, "alice", frozenset(MCP_SCOPES)),
-            "blocked-token": FakePrincipal("user", OWNER, COMPANION, "mallory", frozenset(MCP_SCOPES)),
             "ck_companion": FakePrincipal("companion", OWNER, COMPANION, None, frozenset(MCP_SCOPES)),
         }
+        self.blocked = {"blocked-token"}
 
     def authenticate_bearer(self, header: str | None) -> FakePrincipal:
         if self.down:
             raise DependencyUnavailable("the identity store is unreachable")
         credential = (header or "").removeprefix("Bearer ")
-        if credential not in self.known:
+        if credential not in self.known or credential in self.blocked:
             raise Unauthorized("invalid credential")
         return self.known[credential]
 
 
-class Directory:
-    def companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
-        return Companion(
-            id=companion_id,
-            owner_id=owner_id,
-            name="Ava",
-            config={},
-            isolation_level="standard",
-            status="active",
-            version="1.0.0",
-            created_at=NOW,
-            updated_at=NOW,
-        )
-
-    def user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> CompanionUser | None:
-        return CompanionUser(companion_id=companion_id, user_id=user_id, is_blocked=user_id == "mallory")
+def _identity() -> InMemoryIdentityStore:
+    identity = InMemoryIdentityStore()
+    identity.companions[COMPANION] = Companion(
+        id=COMPANION,
+        owner_id=OWNER,
+        name="Ava",
+        config={},
+        isolation_level="standard",
+        status="active",
+        version="1.0.0",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    return identity
 
 
 class Sessions:
@@ -142,9 +143,8 @@ def rig() -> Iterator[Rig]:
     tokens, sessions = Tokens(), Sessions()
     services = McpServices(
         authenticator=tokens,
-        directory=Directory(),
+        access=MemoryAccess(_identity(), Guard(), cache_s=0, monotonic=lambda: 0.0),
         memory=MemoryService(InMemoryMemoryStore({COMPANION: "standard"}), HashEmbedder(), FakeClock(NOW)),
-        guard=Guard(),
         sessions=SessionService(sessions, FakeClock(NOW)),
     )
     app = McpHttpApp(McpSettings(), lambda: services)

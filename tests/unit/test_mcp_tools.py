@@ -9,12 +9,14 @@ import pytest
 from mcp import Client
 
 from companion_memory.domain.memory import MemoryService
+from companion_memory.domain.memory_access import MemoryAccess
 from companion_memory.errors import QuotaExceeded, RateLimited
 from companion_memory.mcp.access import MCP_SCOPES, Caller, McpServices
 from companion_memory.mcp.server import build_server
-from companion_memory.models.identity import CompanionUser
+from companion_memory.models.identity import Companion, CompanionUser
 from tests.support.clock import FakeClock
 from tests.support.embedders import HashEmbedder
+from tests.support.identity import InMemoryIdentityStore, ManualClock
 from tests.support.memory_store import InMemoryMemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -57,14 +59,27 @@ class World:
             FakeClock(datetime(2026, 5, 1, tzinfo=UTC)),
         )
         self.guard = Guard()
-        self.caller = caller("alice")
+        self.identity = InMemoryIdentityStore()
+        self.identity.companions[COMPANION] = _companion()
+        self.clock = ManualClock()
+        # The REST routes' own access check, with its permission cache (15 s, on a clock the test moves).
+        self.access = MemoryAccess(self.identity, self.guard, cache_s=15, monotonic=self.clock.monotonic)
+        self.caller = self.act_as("alice")
+
+    def act_as(self, user: str, scopes: tuple[str, ...] = MCP_SCOPES, **permissions: bool) -> Caller:
+        """The caller of the next connection: ``user`` with a token of ``scopes``, and the permissions the
+        companion gives that user."""
+        self.identity.users[(COMPANION, user)] = CompanionUser(
+            companion_id=COMPANION, user_id=user, **permissions
+        )
+        self.caller = Caller(owner_id=OWNER, companion_id=COMPANION, user_id=user, scopes=frozenset(scopes))
+        return self.caller
 
     def services(self) -> McpServices:
         return McpServices(
             authenticator=None,  # type: ignore[arg-type]  # the handler authenticates, not the tools
-            directory=None,  # type: ignore[arg-type]
+            access=self.access,
             memory=self.memory,
-            guard=self.guard,
             sessions=None,  # type: ignore[arg-type]
         )
 
@@ -72,14 +87,18 @@ class World:
         return Client(build_server(self.services, lambda: self.caller), raise_exceptions=False)
 
 
-def caller(user: str, scopes: tuple[str, ...] = MCP_SCOPES, **permissions: bool) -> Caller:
-    return Caller(
+def _companion() -> Companion:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return Companion(
+        id=COMPANION,
         owner_id=OWNER,
-        companion_id=COMPANION,
-        user_id=user,
-        scopes=frozenset(scopes),
-        companion_config={},
-        permissions=CompanionUser(companion_id=COMPANION, user_id=user, **permissions),
+        name="Ava",
+        config={},
+        isolation_level="standard",
+        status="active",
+        version="1.0.0",
+        created_at=at,
+        updated_at=at,
     )
 
 
@@ -205,7 +224,7 @@ async def test_oversized_metadata_is_a_validation_error_not_a_crash(client: Clie
 async def test_a_write_needs_the_scope_and_the_companions_permission(
     world: World, scopes: tuple[str, ...], permissions: dict[str, bool], expected: str
 ) -> None:
-    world.caller = caller("alice", scopes, **permissions)
+    world.act_as("alice", scopes, **permissions)
     async with world.connect() as client:
         result = await call(client, "store_memory", content="Alice likes tea")
     assert result.is_error
@@ -214,11 +233,30 @@ async def test_a_write_needs_the_scope_and_the_companions_permission(
 
 
 async def test_reading_is_refused_without_can_read(world: World) -> None:
-    world.caller = caller("alice", can_read=False)
+    world.act_as("alice", can_read=False)
     async with world.connect() as client:
         result = await call(client, "recall_memories", query="tea")
     assert result.is_error
     assert "code: forbidden" in result.content[0].text
+
+
+async def test_a_user_blocked_after_the_token_was_issued_is_refused_once_the_cache_expires(
+    world: World,
+) -> None:
+    # Given alice, served once (her permissions are now cached)
+    async with world.connect() as client:
+        await store(client, "Alice drinks green tea")
+        # When the companion blocks her, with her token still valid
+        world.identity.users[(COMPANION, "alice")] = CompanionUser(
+            companion_id=COMPANION, user_id="alice", is_blocked=True
+        )
+        within = await call(client, "recall_memories", query="tea")
+        world.clock.advance(15)
+        after = await call(client, "recall_memories", query="tea")
+    # Then the cache bounds how long she keeps access, and the refusal is a forbidden tool error
+    assert not within.is_error
+    assert after.is_error
+    assert "code: forbidden" in after.content[0].text
 
 
 @pytest.mark.parametrize(
@@ -246,7 +284,7 @@ async def test_each_tool_call_is_admitted_once(client: Client, world: World) -> 
 async def test_another_user_of_the_same_companion_never_sees_the_memories(world: World) -> None:
     async with world.connect() as client:
         stored = await store(client, "Alice's secret: she sings in the shower")
-    world.caller = caller("bob")
+    world.act_as("bob")
     async with world.connect() as client:
         recalled = await call(client, "recall_memories", query="secret shower")
         got = await call(client, "get_memory", memory_id=stored["id"])

@@ -233,7 +233,7 @@ def memory_service() -> MemoryService:
 
 @cache
 def memory_access() -> MemoryAccess:
-    """The REST memory API's check of principal, scopes, user permissions and rate limit."""
+    """Principal, scopes, user permissions and rate limit: the check of every memory request, REST and MCP."""
     settings = settings_for(MemoriesSettings)
     return MemoryAccess(
         identity_store(), rate_limiter(), cache_s=settings.auth_cache_s, monotonic=time.monotonic
@@ -248,17 +248,14 @@ def memory_importer() -> MemoryImporter:
 
 @cache
 def mcp_services() -> "McpServices":
-    """What the MCP function uses: the authenticator, a cached view of companions and their users, the
-    memory service, the rate limiter and the session store. Imported here so no other function pays for it."""
-    from companion_memory.mcp.access import CachedTenantDirectory, McpServices
+    """What the MCP function uses: the authenticator, the memory access check (the REST routes' own), the
+    memory service and the session store. Imported here so no other function pays for it."""
+    from companion_memory.mcp.access import McpServices
 
     return McpServices(
         authenticator=authenticator(),
-        directory=CachedTenantDirectory(
-            identity_store(), ttl_s=settings_for(IdentitySettings).auth_cache_s, monotonic=time.monotonic
-        ),
+        access=memory_access(),
         memory=memory_service(),
-        guard=rate_limiter(),
         sessions=session_service(),
     )
 

@@ -5,7 +5,6 @@ from typing import Annotated
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
-from companion_memory.mcp.access import SCOPE_READ
 from companion_memory.mcp.errors import mapped_resource
 from companion_memory.mcp.resources import most_important
 from companion_memory.mcp.tools import Gate, line
@@ -37,7 +36,7 @@ def register(server: MCPServer, gate: Gate) -> None:
             str | None, Field(description="What the conversation is about; empty for the most important")
         ] = None,
     ) -> str:
-        memory, scope = gate.enter(SCOPE_READ)
+        memory, scope = gate.enter("read")
         if topic:
             found: list[Memory] = list(
                 memory.recall(scope, RecallQuery(query=topic, limit=CONTEXT_SIZE)).memories

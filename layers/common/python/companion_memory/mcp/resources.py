@@ -9,7 +9,6 @@ from uuid import UUID
 from mcp.server.mcpserver import MCPServer
 
 from companion_memory.domain.memory import MemoryService
-from companion_memory.mcp.access import SCOPE_READ
 from companion_memory.mcp.errors import mapped_resource
 from companion_memory.mcp.tools import Gate, line
 from companion_memory.models.memory import ListFilter, Memory
@@ -41,7 +40,7 @@ def register(server: MCPServer, gate: Gate) -> None:
     )
     @mapped_resource
     def memory_by_id(memory_id: str) -> str:
-        memory, scope = gate.enter(SCOPE_READ)
+        memory, scope = gate.enter("read")
         return memory.get(scope, UUID(memory_id)).model_dump_json()
 
     @server.resource(
@@ -53,5 +52,5 @@ def register(server: MCPServer, gate: Gate) -> None:
     )
     @mapped_resource
     def profile() -> str:
-        memory, scope = gate.enter(SCOPE_READ)
+        memory, scope = gate.enter("read")
         return render_profile(most_important(memory, scope))

@@ -1,8 +1,9 @@
 """The memory tools (names are a contract: DESIGN.md §4), each a thin adapter over ``MemoryService``.
 
-Every tool: checks the token's scope and the companion user's permission, admits the call through the rate
-limiter (once per ``tools/call``), calls one service method, and answers structured content (the service's
-own model, so REST and MCP results have one shape) with a short text rendering. Errors are mapped in one
+Every tool: passes ``MemoryAccess.authorize`` (the token's scope, the companion user's permission, one
+admission by the rate limiter per ``tools/call``: the same check as every REST memory route), calls one
+service method, and answers structured content (the service's own model, so REST and MCP results have one
+shape) with a short text rendering. Errors are mapped in one
 place (``mcp.errors.mapped``).
 """
 
@@ -15,15 +16,9 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AwareDatetime, BaseModel, Field
 
 from companion_memory.domain.memory import MemoryService
+from companion_memory.domain.memory_access import Operation
 from companion_memory.errors import Unauthorized
-from companion_memory.mcp.access import (
-    SCOPE_DELETE,
-    SCOPE_READ,
-    SCOPE_WRITE,
-    Caller,
-    McpServices,
-    current_caller,
-)
+from companion_memory.mcp.access import Caller, McpServices, current_caller
 from companion_memory.mcp.errors import mapped
 from companion_memory.models.memory import (
     MAX_CONTENT_CHARS,
@@ -80,18 +75,18 @@ def caller_in_request() -> Caller:
 
 
 class Gate:
-    """Scope and permission check, then admission by the rate limiter, for one memory operation."""
+    """``MemoryAccess.authorize`` for the caller's own memories (scope, permission, block, one admission by
+    the rate limiter), the check every REST memory route passes too."""
 
     def __init__(self, services: Callable[[], McpServices], caller_of: CallerOf) -> None:
         self._services = services
         self._caller_of = caller_of
 
-    def enter(self, scope: str) -> tuple[MemoryService, TenantScope]:
+    def enter(self, operation: Operation) -> tuple[MemoryService, TenantScope]:
         caller = self._caller_of()
-        caller.require(scope)
         services = self._services()
-        services.guard.admit(caller.companion_id, caller.user_id, caller.companion_config)
-        return services.memory, caller.tenant
+        scope = services.access.authorize(caller, caller.companion_id, caller.user_id, operation)
+        return services.memory, scope
 
 
 def answer(result: BaseModel, text: str) -> CallToolResult:
@@ -129,7 +124,7 @@ def register(server: MCPServer, gate: Gate) -> None:
     ) -> Annotated[CallToolResult, StoreResult]:
         """Remember something about the user. A near-duplicate of an existing memory reinforces or rewords
         it instead of adding a copy (see `outcome`)."""
-        memory, scope = gate.enter(SCOPE_WRITE)
+        memory, scope = gate.enter("write")
         new = NewMemory(
             content=content,
             type=type,
@@ -156,7 +151,7 @@ def register(server: MCPServer, gate: Gate) -> None:
         ] = 0.0,
     ) -> Annotated[CallToolResult, RecallResult]:
         """The user's memories most relevant to a question, best first, each with its score and why."""
-        memory, scope = gate.enter(SCOPE_READ)
+        memory, scope = gate.enter("read")
         found = memory.recall(
             scope,
             RecallQuery(
@@ -175,7 +170,7 @@ def register(server: MCPServer, gate: Gate) -> None:
     @mapped
     def get_memory(memory_id: MemoryId) -> Annotated[CallToolResult, Memory]:
         """One memory by id, with its current version (needed to update or forget it)."""
-        memory, scope = gate.enter(SCOPE_READ)
+        memory, scope = gate.enter("read")
         found = memory.get(scope, memory_id)
         return answer(found, f"{line(found)} version {found.version}")
 
@@ -198,7 +193,7 @@ def register(server: MCPServer, gate: Gate) -> None:
         expires_at: Annotated[AwareDatetime | None, Field(description="When to forget it (ISO 8601)")] = None,
     ) -> Annotated[CallToolResult, Memory]:
         """Change a memory if it is still at `expected_version` (otherwise a conflict: get it again)."""
-        memory, scope = gate.enter(SCOPE_WRITE)
+        memory, scope = gate.enter("write")
         changes = MemoryChanges(
             expected_version=expected_version,
             content=content,
@@ -217,7 +212,7 @@ def register(server: MCPServer, gate: Gate) -> None:
         memory_id: MemoryId, expected_version: ExpectedVersion
     ) -> Annotated[CallToolResult, ForgetResult]:
         """Forget a memory at once; it is deleted for good after a grace period (`purge_after`)."""
-        memory, scope = gate.enter(SCOPE_DELETE)
+        memory, scope = gate.enter("delete")
         forgotten = memory.forget(scope, memory_id, expected_version)
         return answer(
             forgotten, f"forgotten {forgotten.id}; deleted for good after {forgotten.purge_after:%Y-%m-%d}"
@@ -236,7 +231,7 @@ def register(server: MCPServer, gate: Gate) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, MemoryPage]:
         """The user's memories, newest first, a page at a time."""
-        memory, scope = gate.enter(SCOPE_READ)
+        memory, scope = gate.enter("read")
         page = memory.list(
             scope,
             ListFilter(
@@ -261,6 +256,6 @@ def register(server: MCPServer, gate: Gate) -> None:
         metadata: Metadata = None,
     ) -> Annotated[CallToolResult, Relation]:
         """Relate two of the user's memories (linking again with the same relation replaces its metadata)."""
-        memory, scope = gate.enter(SCOPE_WRITE)
+        memory, scope = gate.enter("write")
         linked = memory.link(scope, source_id, target_id, relation, metadata)
         return answer(linked, f"{linked.source_id} {linked.type} {linked.target_id}")
