@@ -8,6 +8,7 @@ hash), so a test can check that no plaintext ever reached the store.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from companion_memory.auth.keyset import SigningKeySet
@@ -39,6 +40,22 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         self._monotonic += seconds
+
+
+def active_companion(companion_id: UUID, owner_id: UUID, config: dict[str, Any] | None = None) -> Companion:
+    """A standard, active companion of ``owner_id`` (what a freshly created companion looks like)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return Companion(
+        id=companion_id,
+        owner_id=owner_id,
+        name="Ava",
+        config=config or {},
+        isolation_level="standard",
+        status="active",
+        version="1.0.0",
+        created_at=at,
+        updated_at=at,
+    )
 
 
 @dataclass

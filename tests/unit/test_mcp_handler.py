@@ -20,11 +20,10 @@ from companion_memory.mcp.access import MCP_SCOPES, McpServices
 from companion_memory.mcp.handler import McpHandler
 from companion_memory.mcp.lambda_bridge import AsgiLambdaBridge
 from companion_memory.mcp.server import McpHttpApp
-from companion_memory.models.identity import Companion
 from companion_memory.models.session import LiveSession, SessionRecord, SessionTouch, SessionVisit
 from tests.support.clock import FakeClock
 from tests.support.embedders import HashEmbedder
-from tests.support.identity import InMemoryIdentityStore
+from tests.support.identity import InMemoryIdentityStore, active_companion
 from tests.support.memory_store import InMemoryMemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,17 +65,7 @@ class Tokens:
 
 def _identity() -> InMemoryIdentityStore:
     identity = InMemoryIdentityStore()
-    identity.companions[COMPANION] = Companion(
-        id=COMPANION,
-        owner_id=OWNER,
-        name="Ava",
-        config={},
-        isolation_level="standard",
-        status="active",
-        version="1.0.0",
-        created_at=NOW,
-        updated_at=NOW,
-    )
+    identity.companions[COMPANION] = active_companion(COMPANION, OWNER)
     return identity
 
 

@@ -13,10 +13,10 @@ from companion_memory.domain.memory_access import MemoryAccess
 from companion_memory.errors import QuotaExceeded, RateLimited
 from companion_memory.mcp.access import MCP_SCOPES, Caller, McpServices
 from companion_memory.mcp.server import build_server
-from companion_memory.models.identity import Companion, CompanionUser
+from companion_memory.models.identity import CompanionUser
 from tests.support.clock import FakeClock
 from tests.support.embedders import HashEmbedder
-from tests.support.identity import InMemoryIdentityStore, ManualClock
+from tests.support.identity import InMemoryIdentityStore, ManualClock, active_companion
 from tests.support.memory_store import InMemoryMemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +60,7 @@ class World:
         )
         self.guard = Guard()
         self.identity = InMemoryIdentityStore()
-        self.identity.companions[COMPANION] = _companion()
+        self.identity.companions[COMPANION] = active_companion(COMPANION, OWNER)
         self.clock = ManualClock()
         # The REST routes' own access check, with its permission cache (15 s, on a clock the test moves).
         self.access = MemoryAccess(self.identity, self.guard, cache_s=15, monotonic=self.clock.monotonic)
@@ -85,21 +85,6 @@ class World:
 
     def connect(self) -> Client:
         return Client(build_server(self.services, lambda: self.caller), raise_exceptions=False)
-
-
-def _companion() -> Companion:
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    return Companion(
-        id=COMPANION,
-        owner_id=OWNER,
-        name="Ava",
-        config={},
-        isolation_level="standard",
-        status="active",
-        version="1.0.0",
-        created_at=at,
-        updated_at=at,
-    )
 
 
 @pytest.fixture

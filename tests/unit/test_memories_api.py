@@ -19,11 +19,11 @@ from companion_memory.domain.memory import MemoryService
 from companion_memory.domain.memory_access import MemoryAccess
 from companion_memory.domain.memory_import import MemoryImporter
 from companion_memory.errors import RateLimited
-from companion_memory.models.identity import Companion, CompanionUser
+from companion_memory.models.identity import CompanionUser
 from companion_memory.models.tenancy import TenantScope
 from tests.support.clock import FakeClock
 from tests.support.embedders import HashEmbedder
-from tests.support.identity import InMemoryIdentityStore
+from tests.support.identity import InMemoryIdentityStore, active_companion
 from tests.support.memory_store import InMemoryMemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,26 +87,11 @@ class Admission:
         self.admitted.append((companion_id, user_id))
 
 
-def _companion(companion_id: UUID, owner_id: UUID) -> Companion:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return Companion(
-        id=companion_id,
-        owner_id=owner_id,
-        name="Ava",
-        config={},
-        isolation_level="standard",
-        status="active",
-        version="1.0.0",
-        created_at=now,
-        updated_at=now,
-    )
-
-
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     identity = InMemoryIdentityStore()
-    identity.companions[COMPANION] = _companion(COMPANION, OWNER)
-    identity.companions[OTHER_COMPANION] = _companion(OTHER_COMPANION, OTHER_OWNER)
+    identity.companions[COMPANION] = active_companion(COMPANION, OWNER)
+    identity.companions[OTHER_COMPANION] = active_companion(OTHER_COMPANION, OTHER_OWNER)
     admission = Admission()
     service = MemoryService(
         InMemoryMemoryStore({COMPANION: "standard", OTHER_COMPANION: "standard"}), HashEmbedder(), FakeClock()

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from companion_memory.auth.context import INVALID_CREDENTIAL
 from companion_memory.domain.memory import MemoryService
-from companion_memory.domain.memory_access import MEMORY_SCOPES, MemoryAccess
+from companion_memory.domain.memory_access import MEMORY_SCOPES, Actor, MemoryAccess
 from companion_memory.domain.sessions import SessionService
 from companion_memory.errors import Unauthorized
 
@@ -27,23 +27,10 @@ CALLER_SCOPE_KEY: Final = "companion_memory.caller"
 MCP_SCOPES: Final = MEMORY_SCOPES
 
 
-class PrincipalLike(Protocol):
-    @property
-    def kind(self) -> str: ...
-    @property
-    def owner_id(self) -> UUID: ...
-    @property
-    def companion_id(self) -> UUID | None: ...
-    @property
-    def user_id(self) -> str | None: ...
-    @property
-    def scopes(self) -> frozenset[str]: ...
-
-
 class BearerAuthenticator(Protocol):
     """``companion_memory.auth.principal.Authenticator``: refuses bad, revoked, blocked or paused."""
 
-    def authenticate_bearer(self, header: str | None) -> PrincipalLike: ...
+    def authenticate_bearer(self, header: str | None) -> Actor: ...
 
 
 @dataclass(frozen=True, slots=True)
