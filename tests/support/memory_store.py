@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from companion_memory.domain.memory import stored_bytes
 from companion_memory.models.memory import (
     Candidate,
     HistoryEntry,
@@ -24,7 +25,7 @@ from companion_memory.models.memory import (
     StoredMemory,
 )
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
-from companion_memory.ports import CandidateQuery
+from companion_memory.ports import CandidateQuery, UserStorage
 from tests.support.embedders import cosine
 
 _WORD = re.compile(r"[^\W_]+")
@@ -42,8 +43,11 @@ class _State:
 
 
 class InMemoryMemoryStore:
-    def __init__(self, companions: dict[UUID, str] | None = None) -> None:
+    def __init__(
+        self, companions: dict[UUID, str] | None = None, configs: dict[UUID, dict[str, Any]] | None = None
+    ) -> None:
         self.companions: dict[UUID, str] = dict(companions or {})  # id -> isolation level
+        self.configs: dict[UUID, dict[str, Any]] = dict(configs or {})  # id -> config (its limits)
         self.state = _State()
         self.touched: list[list[UUID]] = []
         self.ef_search: list[int] = []
@@ -99,6 +103,20 @@ class InMemoryUnit:
         if self._scope.companion_id is None:
             return None
         return self._store.companions.get(self._scope.companion_id)
+
+    def lock_usage(self, user_id: str) -> UserStorage:
+        # Counted, where PostgreSQL keeps counters: the same numbers (migrations/0007), one writer at a time.
+        assert self._scope.companion_id is not None
+        live = [
+            m
+            for m in self._state.memories.values()
+            if m.companion_id == self._scope.companion_id and m.user_id == user_id and m.forgotten_at is None
+        ]
+        return UserStorage(
+            memories=len(live),
+            content_bytes=sum(stored_bytes(m) for m in live),
+            companion_config=self._store.configs.get(self._scope.companion_id, {}),
+        )
 
     def get(self, memory_id: UUID, *, include_forgotten: bool = False) -> StoredMemory | None:
         found = self._state.memories.get(memory_id)

@@ -91,11 +91,27 @@ class CandidateQuery:
     k: int
 
 
+@dataclass(frozen=True, slots=True)
+class UserStorage:
+    """What one companion user holds now (live memories, stored content bytes) and the companion's config,
+    whose ``limits`` say how much it may hold."""
+
+    memories: int
+    content_bytes: int
+    companion_config: dict[str, Any]
+
+
 class MemoryUnit(Protocol):
     """One transaction of the memory store in one tenant scope; rows outside the scope do not exist."""
 
     def isolation_level(self) -> str | None:
         """The companion's isolation level ('standard' or 'strict'); None when it is not visible."""
+        ...
+
+    def lock_usage(self, user_id: str) -> UserStorage:
+        """The user's storage counters, locked until the unit ends: concurrent writes of one user queue
+        here, so a quota check and the write it admits are one step. The store moves the counters itself
+        when memories are written, forgotten, restored or deleted."""
         ...
 
     def get(self, memory_id: UUID, *, include_forgotten: bool = False) -> StoredMemory | None: ...

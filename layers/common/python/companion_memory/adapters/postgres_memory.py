@@ -26,6 +26,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
+from companion_memory.errors import NotFound
 from companion_memory.models.memory import (
     Candidate,
     HistoryEntry,
@@ -35,7 +36,7 @@ from companion_memory.models.memory import (
     StoredMemory,
 )
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
-from companion_memory.ports import CandidateQuery
+from companion_memory.ports import CandidateQuery, UserStorage
 
 _COLUMNS: LiteralString = (
     "m.id, m.companion_id, m.user_id, m.type, m.content, m.content_sealed AS sealed, m.summary, m.metadata, "
@@ -131,6 +132,26 @@ class PostgresMemoryUnit:
             "SELECT isolation_level FROM companions WHERE id = app_companion_id()"
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def lock_usage(self, user_id: str) -> UserStorage:
+        # An upsert, not SELECT FOR UPDATE: a user the companion never saw gets its row (and its lock) in
+        # the same statement; ON CONFLICT DO UPDATE waits for a concurrent writer and returns the row as it
+        # committed. The counters are moved by the memories_usage trigger (migrations/0007).
+        row = self._conn.execute(
+            """
+            WITH usage AS (
+                INSERT INTO companion_users AS cu (companion_id, user_id) VALUES (%(companion)s, %(user)s)
+                ON CONFLICT (companion_id, user_id) DO UPDATE SET memory_count = cu.memory_count
+                RETURNING memory_count, content_bytes
+            )
+            SELECT u.memory_count, u.content_bytes, c.config FROM usage u, companions c
+            WHERE c.id = %(companion)s
+            """,
+            {"companion": self._companion_id, "user": user_id},
+        ).fetchone()
+        if row is None:
+            raise NotFound("companion not found")
+        return UserStorage(memories=int(row[0]), content_bytes=int(row[1]), companion_config=row[2])
 
     def get(self, memory_id: UUID, *, include_forgotten: bool = False) -> StoredMemory | None:
         params: dict[str, Any] = {"id": memory_id}

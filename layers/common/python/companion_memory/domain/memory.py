@@ -18,6 +18,7 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from companion_memory.domain import ranking
+from companion_memory.domain.limits import Limits, StorageUsage, check_storage
 from companion_memory.errors import CompanionMemoryError, Conflict, NotFound, ValidationFailed
 from companion_memory.models.memory import (
     MAX_METADATA_BYTES,
@@ -42,7 +43,15 @@ from companion_memory.models.memory import (
     StoreResult,
 )
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
-from companion_memory.ports import CandidateQuery, Clock, ContentCipher, Embedder, MemoryStore, MemoryUnit
+from companion_memory.ports import (
+    CandidateQuery,
+    Clock,
+    ContentCipher,
+    Embedder,
+    MemoryStore,
+    MemoryUnit,
+    UserStorage,
+)
 
 _DAY = timedelta(days=1)
 
@@ -182,8 +191,9 @@ class MemoryService:
         now = self._clock.now()
         with self._store.unit(scope) as unit:
             sealing = self._sealing(unit)
+            quota = _Quota(unit.lock_usage(user))
             return [
-                self._store_one(unit, scope, user, item, vector, now, sealing)
+                self._store_one(unit, scope, user, item, vector, now, sealing, quota)
                 for item, vector in zip(items, vectors, strict=True)
             ]
 
@@ -196,6 +206,7 @@ class MemoryService:
         vector: list[float],
         now: datetime,
         sealing: bool,
+        quota: "_Quota",
     ) -> StoreResult:
         model = self._embedder.model_id
         same_type = MemoryCriteria(now=now, types=(item.type,))
@@ -210,6 +221,7 @@ class MemoryService:
                 merged = self._reinforced(existing, item, now)
             else:
                 merged = self._reworded(existing, item, now, model, sealing)
+                quota.take(0, stored_bytes(merged) - stored_bytes(existing))
             if not unit.save(merged, expected_version=existing.version):
                 raise Conflict("the memory changed while this one was being stored; store it again")
             if outcome == "updated":
@@ -252,6 +264,7 @@ class MemoryService:
             embedding_model=model,
         )
         record = self._with_text(record, _Plain(item.content, item.summary), sealing)
+        quota.take(1, stored_bytes(record))
         unit.insert(record)
         unit.put_embedding(record, model, vector)
         unit.add_history(self._history(record, "created", user, now))
@@ -386,6 +399,9 @@ class MemoryService:
             updated = self._changed(current, changes, now, vector, self._sealing(unit))
             if updated is None:
                 return self._to_memory(current)
+            growth = stored_bytes(updated) - stored_bytes(current)
+            if growth > 0:
+                _Quota(unit.lock_usage(user)).take(0, growth)
             if not unit.save(updated, expected_version=current.version):
                 raise _lost_race(unit, memory_id)
             if vector is not None:
@@ -454,6 +470,8 @@ class MemoryService:
             if current is None or current.forgotten_at is None:
                 raise NotFound("no forgotten memory with this id")
             _check_version(current, expected_version)
+            # A forgotten memory freed its quota: coming back, it takes it again.
+            _Quota(unit.lock_usage(user)).take(1, stored_bytes(current))
             restored = replace(
                 current, forgotten_at=None, purge_after=None, updated_at=now, version=current.version + 1
             )
@@ -615,6 +633,30 @@ def snapshot(record: StoredMemory) -> dict[str, Any]:
         "version": record.version,
         "embedding_model": record.embedding_model,
     }
+
+
+def stored_bytes(record: StoredMemory) -> int:
+    """What a memory's content takes against the storage quota: its UTF-8 octets, or a sealed envelope's
+    (migrations/0007's memory_stored_bytes, which keeps the counters, says the same)."""
+    if record.content is not None:
+        return len(record.content.encode())
+    return len(record.sealed or b"")
+
+
+class _Quota:
+    """A user's storage as one transaction changes it: each write is checked before it is made, against
+    counters locked for the transaction (``MemoryUnit.lock_usage``)."""
+
+    def __init__(self, storage: UserStorage) -> None:
+        self._limits = Limits.of(storage.companion_config)
+        self._usage = StorageUsage(memories=storage.memories, content_bytes=storage.content_bytes)
+
+    def take(self, memories: int, content_bytes: int) -> None:
+        check_storage(self._limits, self._usage, memories, content_bytes)
+        self._usage = StorageUsage(
+            memories=self._usage.memories + memories,
+            content_bytes=self._usage.content_bytes + content_bytes,
+        )
 
 
 def _user_of(scope: TenantScope) -> str:
