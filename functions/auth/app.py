@@ -1,5 +1,6 @@
-"""Auth: POST /auth/token (companion key -> user JWT), companion API key management (owner key), the JWKS
-and the OAuth protected-resource metadata (RFC 9728) of the MCP endpoint."""
+"""Auth: POST /auth/token (companion key -> user JWT), API key management with an owner key (its companions'
+keys, and the organisation's own owner keys), the JWKS and the OAuth protected-resource metadata (RFC 9728) of
+the MCP endpoint."""
 
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,7 @@ from companion_memory.models.identity import (
     ApiKeyList,
     ApiKeyRotate,
     IssuedApiKey,
+    OwnerKeyCreate,
     TokenRequest,
     TokenResponse,
 )
@@ -61,6 +63,28 @@ def rotate_api_key(
 ) -> Response[IssuedApiKey]:
     grace = (request or ApiKeyRotate()).grace_seconds
     issued = wiring.identity_service().rotate_api_key(_principal(), companion_id, key_id, grace)
+    return json_response(201, issued, _NO_STORE)
+
+
+@app.post("/owner/api-keys", summary="Create another owner key of the caller's organisation (shown once)")
+def create_owner_key(request: OwnerKeyCreate) -> Response[IssuedApiKey]:
+    return json_response(201, wiring.identity_service().create_owner_key(_principal(), request), _NO_STORE)
+
+
+@app.get("/owner/api-keys", summary="List the organisation's owner keys (no secrets)")
+def list_owner_keys() -> ApiKeyList:
+    return ApiKeyList(api_keys=wiring.identity_service().list_owner_keys(_principal()))
+
+
+@app.post("/owner/api-keys/<key_id>/revoke", summary="Revoke an owner key (never the last usable one)")
+def revoke_owner_key(key_id: UUID) -> ApiKey:
+    return wiring.identity_service().revoke_owner_key(_principal(), key_id)
+
+
+@app.post("/owner/api-keys/<key_id>/rotate", summary="Rotate an owner key (old one kept for a grace)")
+def rotate_owner_key(key_id: UUID, request: ApiKeyRotate | None = None) -> Response[IssuedApiKey]:
+    grace = (request or ApiKeyRotate()).grace_seconds
+    issued = wiring.identity_service().rotate_owner_key(_principal(), key_id, grace)
     return json_response(201, issued, _NO_STORE)
 
 

@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,12 @@ from companion_memory.auth.keyset import SigningKeySet
 from companion_memory.auth.principal import Authenticator, Principal
 from companion_memory.config import AwsSettings, PostgresSettings
 from companion_memory.domain.identity import IdentityService
-from companion_memory.errors import Unauthorized
+from companion_memory.errors import Conflict, NotFound, Unauthorized
 from companion_memory.models.identity import (
     ApiKeyCreate,
     Companion,
     CompanionCreate,
+    OwnerKeyCreate,
     TokenRequest,
     UserPermissions,
 )
@@ -58,6 +59,7 @@ class Tenant:
     companion: Companion
     key: str
     key_id: uuid.UUID
+    owner_key: str
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def tenant(database: Database) -> Tenant:
     owner = auth.authenticate(owner_key)
     companion = service.create_companion(owner, CompanionCreate(name="Ava"))
     issued = service.create_api_key(owner, companion.id, ApiKeyCreate(name="backend"))
-    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id)
+    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id, owner_key)
 
 
 def test_a_revoked_key_is_refused_within_the_cache_bound(tenant: Tenant) -> None:
@@ -109,6 +111,102 @@ def test_a_rotated_key_is_valid_until_grace_until_then_refused(tenant: Tenant) -
     with pytest.raises(Unauthorized):
         tenant.auth.authenticate(tenant.key)
     assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
+
+
+def test_a_revoked_owner_key_is_refused_within_the_cache_bound(tenant: Tenant) -> None:
+    # Given a second owner key that authenticated (its record is now cached)
+    second = tenant.service.create_owner_key(tenant.owner, OwnerKeyCreate(name="ci"))
+    assert tenant.auth.authenticate(second.api_key).key_id == second.id
+    # When the owner revokes it (the bootstrap key stays, so this is allowed)
+    tenant.service.revoke_owner_key(tenant.owner, second.id)
+    # Then it keeps working no longer than the cache window
+    tenant.clock.advance(CACHE_S - 1)
+    tenant.auth.authenticate(second.api_key)
+    tenant.clock.advance(1)
+    with pytest.raises(Unauthorized):
+        tenant.auth.authenticate(second.api_key)
+
+
+def test_a_rotated_owner_key_is_valid_until_grace_until_then_refused(tenant: Tenant) -> None:
+    # Given the bootstrap owner key, rotated with a 120 s grace
+    bootstrap = tenant.owner.key_id
+    assert bootstrap is not None
+    rotated = tenant.service.rotate_owner_key(tenant.owner, bootstrap, 120)
+    listed = {k.id: k for k in tenant.service.list_owner_keys(tenant.owner)}
+    assert (listed[bootstrap].replaced_by, listed[bootstrap].grace_until) == (
+        rotated.id,
+        rotated.old_key_valid_until,
+    )
+    # Then both work during the grace, only the new one after it (the old record aged out of the cache)
+    tenant.clock.advance(119)
+    assert tenant.auth.authenticate(tenant.owner_key).key_id == bootstrap
+    assert tenant.auth.authenticate(rotated.api_key).kind == "owner"
+    tenant.clock.advance(1)
+    with pytest.raises(Unauthorized):
+        tenant.auth.authenticate(tenant.owner_key)
+    assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
+
+
+def test_an_owner_key_revocation_waits_for_a_concurrent_one_and_then_refuses(
+    tenant: Tenant, database: Database
+) -> None:
+    # Given an organisation with exactly two owner keys, and another request that has just revoked the
+    # second one in a transaction not yet committed
+    bootstrap = tenant.owner.key_id
+    assert bootstrap is not None
+    second = tenant.service.create_owner_key(tenant.owner, OwnerKeyCreate(name="ci")).id
+    outcomes: list[str] = []
+
+    def revoke_bootstrap() -> None:
+        try:
+            tenant.service.revoke_owner_key(tenant.owner, bootstrap)
+            outcomes.append("revoked")
+        except Conflict:
+            outcomes.append("refused")
+
+    worker = threading.Thread(target=revoke_bootstrap)
+    with database.transaction(TenantScope(owner_id=tenant.owner.owner_id)) as conn:
+        conn.execute("UPDATE api_keys SET revoked_at = %s WHERE id = %s", (tenant.clock.now(), second))
+        # When the bootstrap key is revoked meanwhile (it must wait on the owner-key lock, not read past it)
+        worker.start()
+        _until(lambda: not worker.is_alive() or _lock_waiters() > 0)
+    worker.join()
+    # Then it sees the other revocation once that commits, and refuses: one usable owner key is left
+    assert outcomes == ["refused"]
+    usable = [k for k in tenant.service.list_owner_keys(tenant.owner) if k.valid_at(tenant.clock.now())]
+    assert [k.id for k in usable] == [bootstrap]
+
+
+def _lock_waiters() -> int:
+    with psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=10) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _until(done: Callable[[], bool], attempts: int = 200) -> None:
+    for _ in range(attempts):
+        if done():
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the condition never held")
+
+
+def test_an_owner_cannot_touch_another_owners_key_under_rls(tenant: Tenant) -> None:
+    # Given a rival organisation with two owner keys
+    rival_record, rival_key = tenant.service.create_owner(f"Rival {uuid.uuid4()}")
+    rival = tenant.auth.authenticate(rival_key)
+    theirs = tenant.service.create_owner_key(rival, OwnerKeyCreate())
+    # When our owner revokes or rotates one of them, the answer is a missing key's
+    for attempt in (
+        lambda: tenant.service.revoke_owner_key(tenant.owner, theirs.id),
+        lambda: tenant.service.rotate_owner_key(tenant.owner, theirs.id, 60),
+    ):
+        with pytest.raises(NotFound):
+            attempt()
+    # Then the rival's keys are untouched and ours list none of theirs
+    assert all(k.revoked_at is None and k.replaced_by is None for k in tenant.service.list_owner_keys(rival))
+    assert {k.owner_id for k in tenant.service.list_owner_keys(tenant.owner)} == {tenant.owner.owner_id}
+    assert rival_record.id != tenant.owner.owner_id
 
 
 def test_a_blocked_users_existing_token_is_refused_by_the_principal_check(tenant: Tenant) -> None:

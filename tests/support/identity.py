@@ -1,9 +1,10 @@
 """In-memory stand-ins for the identity ports (IdentityStore, SigningKeyStore) and a controllable clock.
 
 They keep the adapters' semantics that the domain relies on: one owner's rows are invisible to another, a
-taken prefix raises Conflict, rotation refuses a key that is gone, revoked, expired or already rotated, and
-every change is recorded with its audit event. Each stored key is kept as the adapter keeps it (record +
-hash), so a test can check that no plaintext ever reached the store.
+taken prefix raises Conflict, rotation refuses a key that is gone, revoked, expired or already rotated, an
+organisation's last usable owner key is not revoked, and every change is recorded with its audit event.
+Each stored key is kept as the adapter keeps it (record + hash), so a test can check that no plaintext ever
+reached the store.
 """
 
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from companion_memory.auth.keyset import SigningKeySet
+from companion_memory.domain.identity import refuse_owner_lockout
 from companion_memory.errors import Conflict
 from companion_memory.models.identity import (
     ApiKey,
@@ -104,7 +106,7 @@ class InMemoryIdentityStore:
         self._count("key")
         return next((k for k in self.keys.values() if k.record.prefix == prefix), None)
 
-    def list_api_keys(self, owner_id: UUID, companion_id: UUID) -> list[ApiKey]:
+    def list_api_keys(self, owner_id: UUID, companion_id: UUID | None) -> list[ApiKey]:
         return [
             k.record
             for k in self.keys.values()
@@ -112,8 +114,10 @@ class InMemoryIdentityStore:
         ]
 
     def revoke_api_key(
-        self, owner_id: UUID, companion_id: UUID, key_id: UUID, at: datetime, audit: AuditEvent
+        self, owner_id: UUID, companion_id: UUID | None, key_id: UUID, at: datetime, audit: AuditEvent
     ) -> ApiKey | None:
+        if companion_id is None:
+            refuse_owner_lockout(self.list_api_keys(owner_id, None), key_id, at)
         stored = self._own_key(owner_id, companion_id, key_id)
         if stored is None:
             return None
@@ -125,7 +129,7 @@ class InMemoryIdentityStore:
     def rotate_api_key(
         self,
         owner_id: UUID,
-        companion_id: UUID,
+        companion_id: UUID | None,
         key_id: UUID,
         successor: StoredApiKey,
         grace_until: datetime,
@@ -143,7 +147,7 @@ class InMemoryIdentityStore:
         self.audit.append(audit)
         return record
 
-    def _own_key(self, owner_id: UUID, companion_id: UUID, key_id: UUID) -> StoredApiKey | None:
+    def _own_key(self, owner_id: UUID, companion_id: UUID | None, key_id: UUID) -> StoredApiKey | None:
         stored = self.keys.get(key_id)
         if stored is None or (stored.record.owner_id, stored.record.companion_id) != (owner_id, companion_id):
             return None

@@ -13,6 +13,8 @@ from companion_memory.models.identity import (
     ApiKeyCreate,
     Companion,
     CompanionCreate,
+    IssuedApiKey,
+    OwnerKeyCreate,
     TokenRequest,
     UserPermissions,
 )
@@ -327,3 +329,162 @@ def test_revoking_a_key_of_another_companion_is_not_found(
     key = service.create_api_key(owner, other.id, ApiKeyCreate())
     with pytest.raises(NotFound):
         service.revoke_api_key(owner, companion.id, key.id)
+
+
+# --- owner keys ---------------------------------------------------------------------------------------------
+
+
+def _owner_key_principal(key: IssuedApiKey, owner: Principal) -> Principal:
+    return Principal(kind="owner", owner_id=owner.owner_id, scopes=frozenset(key.scopes), key_id=key.id)
+
+
+def test_an_owner_key_is_created_with_the_admin_scope_and_an_expiry_from_now(
+    service: IdentityService, owner: Principal, clock: ManualClock, store: InMemoryIdentityStore
+) -> None:
+    # When the owner asks for another key that lives a day
+    issued = service.create_owner_key(owner, OwnerKeyCreate(name="ci", expires_in_seconds=86_400))
+    # Then it is an admin owner key of the same organisation, expiring a day from now, stored as a hash
+    assert issued.api_key.startswith("ok_")
+    assert (issued.scopes, issued.expires_at) == (["admin"], clock.now() + timedelta(days=1))
+    record = store.keys[issued.id]
+    assert (record.record.kind, record.record.owner_id, record.record.companion_id) == (
+        "owner",
+        owner.owner_id,
+        None,
+    )
+    assert issued.api_key not in repr(store.keys)
+    event = store.audit[-1]
+    assert (event.action, event.target, event.companion_id) == (
+        "api_key.created",
+        f"api_key:{issued.id}",
+        None,
+    )
+
+
+def test_the_owner_key_listing_shows_owner_keys_only(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    # Given the bootstrap key, a second owner key and a companion key
+    second = service.create_owner_key(owner, OwnerKeyCreate(name="ci"))
+    service.create_api_key(owner, companion.id, ApiKeyCreate())
+    # Then the owner keys are listed, and no companion key among them
+    listed = service.list_owner_keys(owner)
+    assert [key.name for key in listed] == ["bootstrap", "ci"]
+    assert {key.kind for key in listed} == {"owner"}
+    assert second.id in {key.id for key in listed}
+
+
+def test_a_companion_key_manages_no_owner_keys(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    key = _companion_key(companion, {"memories:read", "memories:write", "memories:delete"})
+    bootstrap = service.list_owner_keys(owner)[0]
+    for attempt in (
+        lambda: service.create_owner_key(key, OwnerKeyCreate()),
+        lambda: service.list_owner_keys(key),
+        lambda: service.revoke_owner_key(key, bootstrap.id),
+        lambda: service.rotate_owner_key(key, bootstrap.id, 60),
+    ):
+        with pytest.raises(Forbidden):
+            attempt()
+
+
+def test_the_last_usable_owner_key_cannot_be_revoked(
+    service: IdentityService, owner: Principal, store: InMemoryIdentityStore
+) -> None:
+    # Given an organisation with only its bootstrap key
+    bootstrap = service.list_owner_keys(owner)[0]
+    # When the owner revokes it
+    with pytest.raises(Conflict) as refused:
+        service.revoke_owner_key(owner, bootstrap.id)
+    # Then it is refused with a reason, the key still works and nothing is audited
+    assert refused.value.details == {"reason": "last_owner_key"}
+    assert "lock the organisation out" in refused.value.message
+    assert store.keys[bootstrap.id].record.revoked_at is None
+    assert not [e for e in store.audit if e.action == "api_key.revoked"]
+
+
+def test_with_a_second_owner_key_the_first_can_be_revoked_and_then_the_second_cannot(
+    service: IdentityService, owner: Principal, clock: ManualClock
+) -> None:
+    bootstrap = service.list_owner_keys(owner)[0]
+    second = service.create_owner_key(owner, OwnerKeyCreate(name="ci"))
+    revoked = service.revoke_owner_key(owner, bootstrap.id)
+    assert revoked.revoked_at == clock.now()
+    with pytest.raises(Conflict):
+        service.revoke_owner_key(_owner_key_principal(second, owner), second.id)
+
+
+def test_an_owner_key_rotated_away_does_not_count_as_the_one_left(
+    service: IdentityService, owner: Principal
+) -> None:
+    # Given the bootstrap key rotated into a successor (the old one lives only through its grace)
+    bootstrap = service.list_owner_keys(owner)[0]
+    successor = service.rotate_owner_key(owner, bootstrap.id, grace_seconds=300)
+    # Then the successor cannot be revoked (only the dying key would be left), the old one can
+    with pytest.raises(Conflict):
+        service.revoke_owner_key(owner, successor.id)
+    service.revoke_owner_key(owner, bootstrap.id)
+
+
+def test_an_expired_owner_key_does_not_count_as_the_one_left(
+    service: IdentityService, owner: Principal, clock: ManualClock
+) -> None:
+    bootstrap = service.list_owner_keys(owner)[0]
+    short = service.create_owner_key(owner, OwnerKeyCreate(expires_in_seconds=60))
+    clock.advance(60)
+    with pytest.raises(Conflict):
+        service.revoke_owner_key(owner, bootstrap.id)
+    # And the expired key itself may be revoked: it locks nobody out
+    assert service.revoke_owner_key(owner, short.id).revoked_at == clock.now()
+
+
+def test_an_owner_key_rotation_keeps_admin_and_expiry_and_sets_the_grace(
+    service: IdentityService, owner: Principal, clock: ManualClock, store: InMemoryIdentityStore
+) -> None:
+    old = service.create_owner_key(owner, OwnerKeyCreate(name="ci", expires_in_seconds=3600))
+    rotated = service.rotate_owner_key(owner, old.id, grace_seconds=120)
+    assert rotated.api_key.startswith("ok_")
+    assert (rotated.scopes, rotated.expires_at, rotated.replaces) == (["admin"], old.expires_at, old.id)
+    assert rotated.old_key_valid_until == clock.now() + timedelta(seconds=120)
+    assert store.keys[rotated.id].record.name == "ci"
+    assert [e.action for e in store.audit_events(owner.owner_id)][-2:] == [
+        "api_key.created",
+        "api_key.rotated",
+    ]
+    with pytest.raises(Conflict):
+        service.rotate_owner_key(owner, old.id, grace_seconds=120)
+
+
+def test_another_owners_key_reads_as_a_missing_one(
+    service: IdentityService, owner: Principal, store: InMemoryIdentityStore
+) -> None:
+    # Given a rival organisation with two owner keys (so revoking one would otherwise be allowed)
+    rival_record, _ = service.create_owner("Rival")
+    rival = Principal(kind="owner", owner_id=rival_record.id, scopes=frozenset({"admin"}), key_id=uuid4())
+    theirs = service.create_owner_key(rival, OwnerKeyCreate())
+    # When our owner tries to revoke or rotate it
+    answers = []
+    for attempt in (
+        lambda key_id: service.revoke_owner_key(owner, key_id),
+        lambda key_id: service.rotate_owner_key(owner, key_id, 60),
+    ):
+        with pytest.raises(NotFound) as found:
+            attempt(theirs.id)
+        with pytest.raises(NotFound) as missing:
+            attempt(uuid4())
+        answers.append((found.value.to_body(), missing.value.to_body()))
+    # Then the answer is the missing key's, and the rival's key is untouched and unlisted for us
+    assert all(theirs_body == missing_body for theirs_body, missing_body in answers)
+    assert store.keys[theirs.id].record.revoked_at is None
+    assert store.keys[theirs.id].record.replaced_by is None
+    assert theirs.id not in {key.id for key in service.list_owner_keys(owner)}
+
+
+def test_a_companion_key_id_is_not_an_owner_key(
+    service: IdentityService, owner: Principal, companion: Companion
+) -> None:
+    service.create_owner_key(owner, OwnerKeyCreate())
+    companion_key = service.create_api_key(owner, companion.id, ApiKeyCreate())
+    with pytest.raises(NotFound):
+        service.revoke_owner_key(owner, companion_key.id)

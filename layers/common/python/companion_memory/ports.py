@@ -287,16 +287,21 @@ class IdentityStore(Protocol):
 
     def api_key_by_prefix(self, prefix: str) -> "StoredApiKey | None": ...
 
-    def list_api_keys(self, owner_id: UUID, companion_id: UUID) -> list["ApiKey"]: ...
+    def list_api_keys(self, owner_id: UUID, companion_id: UUID | None) -> list["ApiKey"]:
+        """A companion's keys, or with ``companion_id`` None its owner keys (so too in the methods below)."""
+        ...
 
     def revoke_api_key(
-        self, owner_id: UUID, companion_id: UUID, key_id: UUID, at: datetime, audit: "AuditEvent"
-    ) -> "ApiKey | None": ...
+        self, owner_id: UUID, companion_id: UUID | None, key_id: UUID, at: datetime, audit: "AuditEvent"
+    ) -> "ApiKey | None":
+        """None when there is no such key. An owner key is revoked only if another stays usable, checked with
+        the owner keys locked (``domain.identity.refuse_owner_lockout`` raises Conflict; nothing written)."""
+        ...
 
     def rotate_api_key(
         self,
         owner_id: UUID,
-        companion_id: UUID,
+        companion_id: UUID | None,
         key_id: UUID,
         successor: "StoredApiKey",
         grace_until: datetime,

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
+from companion_memory.domain.identity import refuse_owner_lockout
 from companion_memory.errors import Conflict, DependencyUnavailable
 from companion_memory.models.identity import (
     ApiKey,
@@ -112,22 +113,34 @@ class PostgresIdentityStore:
             row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE prefix = %s", (prefix,)).fetchone()
         return None if row is None else _stored_key(row)
 
-    def list_api_keys(self, owner_id: UUID, companion_id: UUID) -> list[ApiKey]:
+    # companion_id None names the organisation's owner keys (their companion_id column is NULL).
+
+    def list_api_keys(self, owner_id: UUID, companion_id: UUID | None) -> list[ApiKey]:
         with self._tx(TenantScope(owner_id=owner_id)) as conn:
             rows = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE owner_id = %s AND companion_id = %s "
-                "ORDER BY created_at, id",
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE owner_id = %s "
+                "AND companion_id IS NOT DISTINCT FROM %s ORDER BY created_at, id",
                 (owner_id, companion_id),
             ).fetchall()
         return [_stored_key(row).record for row in rows]
 
     def revoke_api_key(
-        self, owner_id: UUID, companion_id: UUID, key_id: UUID, at: datetime, audit: AuditEvent
+        self, owner_id: UUID, companion_id: UUID | None, key_id: UUID, at: datetime, audit: AuditEvent
     ) -> ApiKey | None:
         with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            if companion_id is None:
+                # Every owner key of the organisation, locked: of two revocations at once, the second
+                # waits and then sees the first's, so they cannot each leave the other as the last key.
+                rows = conn.execute(
+                    f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE owner_id = %s AND companion_id IS NULL "
+                    "ORDER BY id FOR UPDATE",
+                    (owner_id,),
+                ).fetchall()
+                refuse_owner_lockout((_stored_key(row).record for row in rows), key_id, at)
             row = conn.execute(
                 f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s) "
-                f"WHERE id = %s AND owner_id = %s AND companion_id = %s RETURNING {_KEY_COLUMNS}",
+                f"WHERE id = %s AND owner_id = %s AND companion_id IS NOT DISTINCT FROM %s "
+                f"RETURNING {_KEY_COLUMNS}",
                 (at, key_id, owner_id, companion_id),
             ).fetchone()
             if row is None:
@@ -138,7 +151,7 @@ class PostgresIdentityStore:
     def rotate_api_key(
         self,
         owner_id: UUID,
-        companion_id: UUID,
+        companion_id: UUID | None,
         key_id: UUID,
         successor: StoredApiKey,
         grace_until: datetime,
@@ -147,8 +160,8 @@ class PostgresIdentityStore:
         with self._tx(TenantScope(owner_id=owner_id)) as conn:
             # FOR UPDATE: two rotations of one key at once must not both succeed (a key has one successor).
             row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s AND owner_id = %s AND companion_id = %s "
-                "FOR UPDATE",
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s AND owner_id = %s "
+                "AND companion_id IS NOT DISTINCT FROM %s FOR UPDATE",
                 (key_id, owner_id, companion_id),
             ).fetchone()
             if row is None:

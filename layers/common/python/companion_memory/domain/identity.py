@@ -3,6 +3,7 @@
 Security events are written to the audit log in the same transaction as the change they record.
 """
 
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,6 +23,7 @@ from companion_memory.models.identity import (
     CompanionUser,
     IssuedApiKey,
     Owner,
+    OwnerKeyCreate,
     StoredApiKey,
     TokenRequest,
     TokenResponse,
@@ -32,6 +34,10 @@ from companion_memory.ports import Clock, IdentityStore, SigningKeyStore
 # A 72-bit prefix collides about once in 10^10 keys; a few fresh draws make a collision a non-event.
 _KEY_ATTEMPTS = 3
 NO_SUCH_COMPANION = "No such companion"
+LAST_OWNER_KEY = (
+    "This is the organisation's last usable owner key: revoking it would lock the organisation out. "
+    "Create (or rotate to) another owner key first"
+)
 
 
 class IdentityService:
@@ -58,8 +64,8 @@ class IdentityService:
             raise ValidationFailed("An owner name is 1 to 200 characters")
         now = self._clock.now()
         owner = Owner(id=uuid4(), name=name.strip(), created_at=now)
-        for _ in range(_KEY_ATTEMPTS):
-            new, stored = _new_key("owner", owner.id, None, [tokens.SCOPE_ADMIN], "bootstrap", now, None)
+
+        def insert(new: api_keys.NewKey, stored: StoredApiKey) -> str:
             audit = AuditEvent(
                 owner_id=owner.id,
                 actor="system:cli",
@@ -68,12 +74,11 @@ class IdentityService:
                 details={"key_id": str(stored.record.id), "prefix": new.prefix},
                 at=now,
             )
-            try:
-                self._store.create_owner(owner, stored, audit)
-            except Conflict:
-                continue
-            return owner, new.plaintext
-        raise Conflict("Could not draw a unique key; try again")
+            self._store.create_owner(owner, stored, audit)
+            return new.plaintext
+
+        key = _with_fresh_key(owner.id, None, [tokens.SCOPE_ADMIN], "bootstrap", now, None, insert)
+        return owner, key
 
     # --- companions -----------------------------------------------------------------------------------------
 
@@ -118,6 +123,8 @@ class IdentityService:
         return companion
 
     # --- API keys -------------------------------------------------------------------------------------------
+    # Companion keys (``ck_``, under /companions/{id}/api-keys) and the organisation's own owner keys
+    # (``ok_``, under /owner/api-keys) share one lifecycle; ``companion_id`` None names the owner keys.
 
     def create_api_key(self, principal: Principal, companion_id: UUID, request: ApiKeyCreate) -> IssuedApiKey:
         companion = self._owned_companion(principal, companion_id)
@@ -130,76 +137,102 @@ class IdentityService:
         now = self._clock.now()
         if request.expires_at is not None and request.expires_at <= now:
             raise ValidationFailed("expires_at must be in the future")
-        for _ in range(_KEY_ATTEMPTS):
-            new, stored = _new_key(
-                "companion",
-                principal.owner_id,
-                companion.id,
-                sorted(scopes),
-                request.name,
-                now,
-                request.expires_at,
-            )
-            audit = _event(
-                principal,
-                "api_key.created",
-                companion.id,
-                f"api_key:{stored.record.id}",
-                now,
-                {"prefix": new.prefix, "scopes": sorted(scopes)},
-            )
-            try:
-                self._store.insert_api_key(stored, audit)
-            except Conflict:
-                continue
-            return IssuedApiKey(
-                api_key=new.plaintext,
-                id=stored.record.id,
-                prefix=new.prefix,
-                scopes=sorted(scopes),
-                expires_at=request.expires_at,
-            )
-        raise Conflict("Could not draw a unique key; try again")
+        return self._create_key(
+            principal, companion.id, sorted(scopes), request.name, now, request.expires_at
+        )
+
+    def create_owner_key(self, principal: Principal, request: OwnerKeyCreate) -> IssuedApiKey:
+        """Another admin key of the caller's own organisation (owner keys always carry exactly ``admin``)."""
+        require(principal, tokens.SCOPE_ADMIN)
+        now = self._clock.now()
+        expires_at = (
+            None
+            if request.expires_in_seconds is None
+            else now + timedelta(seconds=request.expires_in_seconds)
+        )
+        return self._create_key(principal, None, [tokens.SCOPE_ADMIN], request.name, now, expires_at)
 
     def list_api_keys(self, principal: Principal, companion_id: UUID) -> list[ApiKey]:
         companion = self._owned_companion(principal, companion_id)
         return self._store.list_api_keys(principal.owner_id, companion.id)
 
+    def list_owner_keys(self, principal: Principal) -> list[ApiKey]:
+        require(principal, tokens.SCOPE_ADMIN)
+        return self._store.list_api_keys(principal.owner_id, None)
+
     def revoke_api_key(self, principal: Principal, companion_id: UUID, key_id: UUID) -> ApiKey:
         companion = self._owned_companion(principal, companion_id)
-        now = self._clock.now()
-        revoked = self._store.revoke_api_key(
-            principal.owner_id,
-            companion.id,
-            key_id,
-            now,
-            _event(principal, "api_key.revoked", companion.id, f"api_key:{key_id}", now, {}),
-        )
-        if revoked is None:
-            raise NotFound("No such API key")
-        return revoked
+        return self._revoke_key(principal, companion.id, key_id)
+
+    def revoke_owner_key(self, principal: Principal, key_id: UUID) -> ApiKey:
+        """Refused (Conflict) when it is the organisation's last usable owner key: that would lock it out."""
+        require(principal, tokens.SCOPE_ADMIN)
+        return self._revoke_key(principal, None, key_id)
 
     def rotate_api_key(
         self, principal: Principal, companion_id: UUID, key_id: UUID, grace_seconds: int
     ) -> IssuedApiKey:
         """A new key with the old one's name, scopes and expiry; the old stays valid for ``grace_seconds``."""
         companion = self._owned_companion(principal, companion_id)
+        return self._rotate_key(principal, companion.id, key_id, grace_seconds)
+
+    def rotate_owner_key(self, principal: Principal, key_id: UUID, grace_seconds: int) -> IssuedApiKey:
+        require(principal, tokens.SCOPE_ADMIN)
+        return self._rotate_key(principal, None, key_id, grace_seconds)
+
+    def _create_key(
+        self,
+        principal: Principal,
+        companion_id: UUID | None,
+        scopes: list[str],
+        name: str,
+        now: datetime,
+        expires_at: datetime | None,
+    ) -> IssuedApiKey:
+        def insert(new: api_keys.NewKey, stored: StoredApiKey) -> IssuedApiKey:
+            audit = _event(
+                principal,
+                "api_key.created",
+                companion_id,
+                f"api_key:{stored.record.id}",
+                now,
+                {"prefix": new.prefix, "scopes": scopes},
+            )
+            self._store.insert_api_key(stored, audit)
+            return _issued(new, stored)
+
+        return _with_fresh_key(principal.owner_id, companion_id, scopes, name, now, expires_at, insert)
+
+    def _revoke_key(self, principal: Principal, companion_id: UUID | None, key_id: UUID) -> ApiKey:
+        now = self._clock.now()
+        revoked = self._store.revoke_api_key(
+            principal.owner_id,
+            companion_id,
+            key_id,
+            now,
+            _event(principal, "api_key.revoked", companion_id, f"api_key:{key_id}", now, {}),
+        )
+        if revoked is None:
+            raise NotFound("No such API key")
+        return revoked
+
+    def _rotate_key(
+        self, principal: Principal, companion_id: UUID | None, key_id: UUID, grace_seconds: int
+    ) -> IssuedApiKey:
         now = self._clock.now()
         old = next(
-            (key for key in self._store.list_api_keys(principal.owner_id, companion.id) if key.id == key_id),
+            (key for key in self._store.list_api_keys(principal.owner_id, companion_id) if key.id == key_id),
             None,
         )
         if old is None:
             raise NotFound("No such API key")
         grace_until = now + timedelta(seconds=grace_seconds)
-        for _ in range(_KEY_ATTEMPTS):
-            new, stored = _new_key(
-                "companion", principal.owner_id, companion.id, old.scopes, old.name, now, old.expires_at
-            )
+
+        def insert(new: api_keys.NewKey, stored: StoredApiKey) -> IssuedApiKey | None:
             audit = _event(
                 principal,
                 "api_key.rotated",
-                companion.id,
+                companion_id,
                 f"api_key:{key_id}",
                 now,
                 {
@@ -208,24 +241,21 @@ class IdentityService:
                     "grace_until": grace_until.isoformat(),
                 },
             )
-            try:
-                rotated = self._store.rotate_api_key(
-                    principal.owner_id, companion.id, key_id, stored, grace_until, audit
-                )
-            except Conflict:
-                continue
-            if rotated is None:
-                raise Conflict("The key is revoked, expired or already rotated")
-            return IssuedApiKey(
-                api_key=new.plaintext,
-                id=stored.record.id,
-                prefix=new.prefix,
-                scopes=old.scopes,
-                expires_at=old.expires_at,
-                replaces=key_id,
-                old_key_valid_until=grace_until,
+            rotated = self._store.rotate_api_key(
+                principal.owner_id, companion_id, key_id, stored, grace_until, audit
             )
-        raise Conflict("Could not draw a unique key; try again")
+            if rotated is None:
+                return None
+            return _issued(new, stored).model_copy(
+                update={"replaces": key_id, "old_key_valid_until": grace_until}
+            )
+
+        issued = _with_fresh_key(
+            principal.owner_id, companion_id, old.scopes, old.name, now, old.expires_at, insert
+        )
+        if issued is None:
+            raise Conflict("The key is revoked, expired or already rotated")
+        return issued
 
     # --- users and tokens -----------------------------------------------------------------------------------
 
@@ -313,28 +343,61 @@ class IdentityService:
         return companion
 
 
-def _new_key(
-    kind: api_keys.KeyKind,
+def _with_fresh_key[T](
     owner_id: UUID,
     companion_id: UUID | None,
     scopes: list[str],
     name: str,
     now: datetime,
     expires_at: datetime | None,
-) -> tuple[api_keys.NewKey, StoredApiKey]:
-    new = api_keys.generate(kind)
-    record = ApiKey(
-        id=uuid4(),
-        kind=kind,
-        owner_id=owner_id,
-        companion_id=companion_id,
+    insert: Callable[[api_keys.NewKey, StoredApiKey], T],
+) -> T:
+    """``insert`` a freshly drawn key (owner key when ``companion_id`` is None), drawing again while the
+    store answers Conflict (its prefix is taken); ``insert`` writes the key and its audit event at once."""
+    kind: api_keys.KeyKind = "owner" if companion_id is None else "companion"
+    for _ in range(_KEY_ATTEMPTS):
+        new = api_keys.generate(kind)
+        record = ApiKey(
+            id=uuid4(),
+            kind=kind,
+            owner_id=owner_id,
+            companion_id=companion_id,
+            prefix=new.prefix,
+            name=name,
+            scopes=scopes,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        try:
+            return insert(new, StoredApiKey(record=record, hash=new.hash))
+        except Conflict:
+            continue
+    raise Conflict("Could not draw a unique key; try again")
+
+
+def _issued(new: api_keys.NewKey, stored: StoredApiKey) -> IssuedApiKey:
+    return IssuedApiKey(
+        api_key=new.plaintext,
+        id=stored.record.id,
         prefix=new.prefix,
-        name=name,
-        scopes=scopes,
-        created_at=now,
-        expires_at=expires_at,
+        scopes=stored.record.scopes,
+        expires_at=stored.record.expires_at,
     )
-    return new, StoredApiKey(record=record, hash=new.hash)
+
+
+def refuse_owner_lockout(owner_keys: Iterable[ApiKey], key_id: UUID, at: datetime) -> None:
+    """Raise Conflict when revoking ``key_id`` would leave the organisation no usable owner key.
+
+    Usable: valid at ``at`` and not rotated away (a rotated key dies at the end of its grace; its successor
+    counts instead). Stores call this on the owner keys they hold locked, so two revocations at once cannot
+    each leave the other as the last key. Revoking a key that is no longer valid is never refused.
+    """
+    keys = list(owner_keys)
+    target = next((key for key in keys if key.id == key_id), None)
+    if target is None or not target.valid_at(at):
+        return
+    if not any(key.id != key_id and key.replaced_by is None and key.valid_at(at) for key in keys):
+        raise Conflict(LAST_OWNER_KEY, details={"reason": "last_owner_key"})
 
 
 def _event(

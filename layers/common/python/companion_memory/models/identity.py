@@ -135,6 +135,17 @@ class ApiKeyCreate(BaseModel):
     _scopes = field_validator("scopes")(_known_scopes)
 
 
+class OwnerKeyCreate(BaseModel):
+    """Another owner key (scope ``admin``) of the caller's organisation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    expires_in_seconds: int | None = Field(
+        default=None, ge=60, le=10 * 366 * 24 * 3600, description="Lifetime from now; none = no expiry"
+    )
+
+
 class ApiKeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
