@@ -76,6 +76,41 @@ def _embedding_index(args: argparse.Namespace, env_file: Path | None) -> dict[st
     return {"model": args.model, "dimensions": args.dims, "ddl": ddl}
 
 
+def _reembed(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
+    """Give every memory a vector of the named provider's model, beside the old ones (see
+    companion_memory.domain.reembed for the zero-downtime procedure). Runs as the schema owner, through the
+    narrow role of migrations/0006_reembed_role.sql; ``--dry-run`` only counts what is left."""
+    from uuid import UUID
+
+    from companion_memory import wiring
+    from companion_memory.adapters import aws
+    from companion_memory.adapters.postgres import owner_conninfo_from
+    from companion_memory.config import EmbeddingSettings
+
+    _load_settings(IdentitySettings, env_file)  # the app role's settings too: the cipher reads wrapped keys
+    settings = MigrateSettings(_env_file=env_file)
+    secret = None
+    if settings.database_owner_url is None and settings.db_owner_secret_arn:
+        secret = aws.secret_json(settings.db_owner_secret_arn)
+    overrides: dict[str, Any] = {"embedding_provider": args.provider}
+    if args.dims is not None:
+        overrides["embedding_dimensions"] = args.dims
+    try:
+        embedding = EmbeddingSettings(**overrides)
+        companion = UUID(args.companion) if args.companion else None
+    except ValueError as error:  # pydantic's ValidationError too
+        raise migrations.MigrationError(f"configuration: {error}") from error
+    job = wiring.reembedder(owner_conninfo_from(settings, secret), embedding, companion)
+    try:
+        report = job.count() if args.dry_run else job.run(args.batch, args.max_batches)
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as error:
+        detail = str(error).strip().splitlines()[0]
+        raise migrations.MigrationError(f"re-embedding failed: {detail}") from error
+    return report.as_dict()
+
+
 def _load_settings(model: type[IdentitySettings], env_file: Path | None) -> None:
     """wiring builds its clients from ``settings_for``; give it the env file's values, environment first."""
     if env_file is not None:
@@ -111,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--model", required=True, help="the embedder's model_id, e.g. bedrock:...:1024")
     index.add_argument("--dims", required=True, type=int, help="its vector dimensions (1-2000)")
     index.set_defaults(run=_embedding_index)
+    reembed = commands.add_parser(
+        "reembed",
+        help="add vectors of another embedding model to every memory, in batches (resumable, idempotent)",
+    )
+    reembed.add_argument("--provider", required=True, choices=("local", "bedrock", "openai", "hash"))
+    reembed.add_argument("--dims", type=int, help="the new model's dimensions (else EMBEDDING_DIMENSIONS)")
+    reembed.add_argument("--batch", type=int, default=256, help="memories per embedding call (1-2048)")
+    reembed.add_argument("--max-batches", type=int, help="stop after this many batches (default: all)")
+    reembed.add_argument("--companion", help="only this companion's memories (default: every tenant)")
+    reembed.add_argument("--dry-run", action="store_true", help="only count the memories left to embed")
+    reembed.set_defaults(run=_reembed)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace, Path | None], dict[str, Any]] = args.run
 

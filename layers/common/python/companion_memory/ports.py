@@ -176,6 +176,52 @@ class MemoryStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PendingEmbedding:
+    """A memory that has no vector of the target model yet: its text (or ciphertext) as of ``version``."""
+
+    memory_id: UUID
+    companion_id: UUID
+    user_id: str
+    version: int
+    content: str | None
+    sealed: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCount:
+    total: int
+    sealed: int
+
+
+class ReembedBatch(Protocol):
+    """Memories claimed by one re-embedding run: no concurrent run claims them until the batch ends."""
+
+    @property
+    def pending(self) -> Sequence[PendingEmbedding]: ...
+
+    def insert(self, model: str, vectors: Sequence[tuple[PendingEmbedding, Sequence[float]]]) -> int:
+        """Add each vector under ``model`` if its memory is still at the version read and has no vector of
+        that model yet; returns how many were added. Never changes or removes an existing vector."""
+        ...
+
+
+class ReembedStore(Protocol):
+    """Every tenant's memories as seen by the re-embedding job (an operator action, not a request)."""
+
+    def claim(
+        self, model: str, after: UUID | None, limit: int, companion_id: UUID | None = None
+    ) -> AbstractContextManager[ReembedBatch]:
+        """Up to ``limit`` memories (forgotten ones included; of one companion when given) with no vector of
+        ``model``, by id after ``after``, skipping those another run holds; held until the block ends."""
+        ...
+
+    def pending(self, model: str, companion_id: UUID | None = None) -> PendingCount:
+        """How many memories (of one companion when given) have no vector of ``model``, and how many of
+        them are sealed."""
+        ...
+
+
 class DataKeyService(Protocol):
     """Makes and unwraps per-companion data keys under the customer-managed key (KMS in AWS).
 

@@ -46,6 +46,10 @@ from companion_memory.domain.sessions import SessionService
 from companion_memory.ports import DependencyProbe, Embedder
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
+    from companion_memory.config import EmbeddingSettings
+    from companion_memory.domain.reembed import Reembedder
     from companion_memory.mcp.access import McpServices
 
 
@@ -95,7 +99,12 @@ def embedder() -> Embedder:
     pays (boto3, httpx2, the local model) only for the provider it uses, and only when it embeds."""
     from companion_memory.config import EmbeddingSettings
 
-    settings = settings_for(EmbeddingSettings)
+    return embedder_for(settings_for(EmbeddingSettings))
+
+
+def embedder_for(settings: "EmbeddingSettings") -> Embedder:
+    """An embedder built from ``settings``, uncached: `companion-memory reembed` names the model it rolls
+    out, which is not the configured one until the deploy that switches to it."""
     provider = settings.embedding_provider
     if provider == "bedrock":
         from companion_memory.adapters.embedders.bedrock import BedrockTitanEmbedder, bedrock_client
@@ -244,6 +253,25 @@ def memory_access() -> MemoryAccess:
 def memory_importer() -> MemoryImporter:
     """Bulk import (idempotent by the line's client key) and export of JSON Lines."""
     return MemoryImporter(memory_service(), PostgresImportKeys(database()), SystemClock())
+
+
+def reembedder(
+    owner_conninfo: str, embedding: "EmbeddingSettings", companion_id: "UUID | None" = None
+) -> "Reembedder":
+    """The re-embedding job (`companion-memory reembed`): every tenant's memories through the owner's narrow
+    reembed role, vectors from the model ``embedding`` names; strict companions' content is opened by the
+    envelope cipher when a KMS key is configured, and skipped (reported) otherwise."""
+    from companion_memory.adapters.postgres_reembed import PostgresReembedStore
+    from companion_memory.domain.reembed import Reembedder
+
+    cipher = content_cipher() if settings_for(KmsSettings).kms_key_id is not None else None
+    return Reembedder(
+        PostgresReembedStore(owner_conninfo),
+        embedder_for(embedding),
+        SystemClock(),
+        cipher=cipher,
+        companion_id=companion_id,
+    )
 
 
 @cache
