@@ -1,17 +1,13 @@
 """The memory tools through the local gateway with the official MCP client, on both protocol revisions, with
 user tokens from the real operator flow (CLI owner -> companion -> companion key -> POST /auth/token)."""
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from localdev.stack import Running
 from tests.e2e.conftest import Tenant
+from tests.support.mcp_client import connect, ok
 
 pytestmark = pytest.mark.anyio
 MODES = [("legacy", "2025-11-25"), ("auto", "2026-07-28")]
@@ -20,22 +16,6 @@ MODES = [("legacy", "2025-11-25"), ("auto", "2026-07-28")]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@asynccontextmanager
-async def connect(url: str, token: str, mode: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(timeout=60, headers={"authorization": f"Bearer {token}"}) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
-    ):
-        yield client
-
-
-async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    structured: dict[str, Any] = result.structured_content
-    return structured
 
 
 @pytest.mark.parametrize(("mode", "revision"), MODES)

@@ -14,13 +14,15 @@ def bearer(credential: str) -> dict[str, str]:
 TEST_LIMITS = {"limits": {"requests_per_minute": 100_000, "interactions_per_day": 10_000_000}}
 
 
-def make_tenant(api: httpx.Client, name: str) -> dict[str, Any]:
-    """An owner (bootstrapped as the CLI does), a companion, and its companion key."""
+def make_tenant(api: httpx.Client, name: str, **limits: int) -> dict[str, Any]:
+    """An owner (bootstrapped as the CLI does), a companion (``limits`` over the generous test ones), and
+    its companion key."""
     from companion_memory import wiring
 
     owner, owner_key = wiring.identity_service().create_owner(name)
+    config = {"limits": {**TEST_LIMITS["limits"], **limits}}
     companion = api.post(
-        "/companions", json={"name": f"{name} companion", "config": TEST_LIMITS}, headers=bearer(owner_key)
+        "/companions", json={"name": f"{name} companion", "config": config}, headers=bearer(owner_key)
     )
     assert companion.status_code == 201, companion.text
     key = api.post(
