@@ -1,6 +1,7 @@
 """The operator contract of DESIGN.md §4 through the local gateway, and HTTP attacks on the identity edge."""
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,6 +179,8 @@ def test_a_bad_credential_is_401_with_a_bearer_challenge_everywhere(
         api.post("/companions", json={"unknown": 1}, headers=_bearer(credential)),
         api.get(f"/companions/{companion}", headers=_bearer(credential)),
         api.get(f"/companions/{companion}/api-keys", headers=_bearer(credential)),
+        api.get("/owner/api-keys", headers=_bearer(credential)),
+        api.post("/owner/api-keys", json={}, headers=_bearer(credential)),
     ]
     bodies = []
     for answer in answers:
@@ -199,6 +202,9 @@ def test_a_credential_without_the_scope_is_403(
     )
     permissions = f"/companions/{companion}/users/alice/permissions"
     _refused(security_cases, api.put(permissions, json={"is_blocked": False}, headers=key), 403, "forbidden")
+    # Nor see or mint the organisation's owner keys
+    _refused(security_cases, api.get("/owner/api-keys", headers=key), 403, "forbidden")
+    _refused(security_cases, api.post("/owner/api-keys", json={}, headers=key), 403, "forbidden")
 
 
 def test_a_token_cannot_ask_for_more_scopes_than_its_key(
@@ -239,3 +245,126 @@ def test_a_token_in_the_query_string_is_never_read(
 ) -> None:
     answer = api.post("/companions", params={"access_token": tenant["owner_key"]}, json={"name": "x"})
     _refused(security_cases, answer, 401)
+
+
+# --- owner keys ------------------------------------------------------------------------------------------
+
+
+def _owner_keys(api: httpx.Client, owner_key: str) -> dict[str, dict[str, Any]]:
+    listed = api.get("/owner/api-keys", headers=_bearer(owner_key))
+    assert listed.status_code == 200, listed.text
+    return {key["name"]: key for key in listed.json()["api_keys"]}
+
+
+def _authorization_bound_s() -> float:
+    """How long a revoked key may keep working at the API: the authorizer's result cache (ReauthorizeEvery,
+    as the local gateway reads it from template.yaml) plus the authorizer function's own key cache."""
+    from companion_memory.config import IdentitySettings
+    from localdev.template import default
+
+    ttl = max(
+        route.auth.ttl_seconds for route in default().routes if route.path == "/owner/api-keys" and route.auth
+    )
+    cache_s = IdentitySettings.model_fields["auth_cache_s"].default
+    return float(ttl) + float(cache_s)
+
+
+def test_a_second_owner_key_works_and_revoking_the_first_locks_it_out_within_the_bound(
+    api: httpx.Client, stack: Running, security_cases: Any
+) -> None:
+    from uuid import UUID
+
+    from companion_memory import wiring
+
+    # Given an organisation with its bootstrap key, used once (its authorization is now cached)
+    owner, first = _bootstrap_owner("Key Ring Ltd")
+    first_id = _owner_keys(api, first)["bootstrap"]["id"]
+    # When it creates a second owner key
+    created = api.post(
+        "/owner/api-keys", json={"name": "ci", "expires_in_seconds": 3600}, headers=_bearer(first)
+    )
+    # Then the key is shown once, not cached by anyone, and works
+    assert created.status_code == 201, created.text
+    assert created.headers["cache-control"] == "no-store"
+    second = created.json()
+    assert second["api_key"].startswith("ok_")
+    assert second["scopes"] == ["admin"]
+    listed = api.get("/owner/api-keys", headers=_bearer(second["api_key"]))
+    assert listed.status_code == 200
+    assert second["api_key"] not in listed.text
+    assert first not in listed.text
+    assert sorted(key["name"] for key in listed.json()["api_keys"]) == ["bootstrap", "ci"]
+    # When the second key revokes the first
+    revoked = api.post(f"/owner/api-keys/{first_id}/revoke", headers=_bearer(second["api_key"]))
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    # Then the first key is refused once the caches that admitted it have aged out (polled, never slept
+    # through: the bound is the ceiling, not the expectation)
+    deadline = time.monotonic() + _authorization_bound_s() + 5
+    answer = api.get("/owner/api-keys", headers=_bearer(first))
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        answer = api.get("/owner/api-keys", headers=_bearer(first))
+    _refused(security_cases, answer, 401, "unauthorized")
+    # And the second key still works, and both changes are audited by who made them
+    assert api.get("/owner/api-keys", headers=_bearer(second["api_key"])).status_code == 200
+    audit = [(e.action, e.target) for e in wiring.identity_store().audit_events(UUID(owner))]
+    assert audit[-2:] == [
+        ("api_key.created", f"api_key:{second['id']}"),
+        ("api_key.revoked", f"api_key:{first_id}"),
+    ]
+
+
+def test_the_last_owner_key_cannot_be_revoked(api: httpx.Client, stack: Running, security_cases: Any) -> None:
+    # Given an organisation whose only owner key is its bootstrap key
+    _, only = _bootstrap_owner("Solo Ltd")
+    only_id = _owner_keys(api, only)["bootstrap"]["id"]
+    # When it tries to revoke itself
+    answer = api.post(f"/owner/api-keys/{only_id}/revoke", headers=_bearer(only))
+    # Then the API refuses, says why, and the key still works
+    body = _refused(security_cases, answer, 409, "conflict")
+    assert "lock the organisation out" in body["error"]["message"]
+    assert _owner_keys(api, only)["bootstrap"]["revoked_at"] is None
+
+
+def test_an_owner_key_rotates_with_both_keys_working_through_the_grace(
+    api: httpx.Client, stack: Running
+) -> None:
+    # Given an organisation's bootstrap key
+    _, old = _bootstrap_owner("Rotate Ltd")
+    old_id = _owner_keys(api, old)["bootstrap"]["id"]
+    # When it is rotated with a ten-minute grace
+    answer = api.post(f"/owner/api-keys/{old_id}/rotate", json={"grace_seconds": 600}, headers=_bearer(old))
+    # Then the successor is an admin key (shown once), and both keys list the same record of the rotation
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    rotated = answer.json()
+    assert (rotated["replaces"], rotated["scopes"]) == (old_id, ["admin"])
+    for key in (rotated["api_key"], old):
+        listed = api.get("/owner/api-keys", headers=_bearer(key))
+        assert listed.status_code == 200, listed.text
+        by_id = {k["id"]: k for k in listed.json()["api_keys"]}
+        assert set(by_id) == {old_id, rotated["id"]}
+        assert by_id[old_id]["replaced_by"] == rotated["id"]
+        assert by_id[old_id]["grace_until"] is not None
+
+
+def test_another_owners_key_id_reads_as_missing(
+    api: httpx.Client, stack: Running, security_cases: Any
+) -> None:
+    # Given our organisation with two owner keys (so a revocation would not be refused as the last one)
+    _, ours = _bootstrap_owner("Victim Ltd")
+    created = api.post("/owner/api-keys", json={"name": "ci"}, headers=_bearer(ours))
+    assert created.status_code == 201, created.text
+    target, missing = created.json()["id"], "00000000-0000-4000-8000-000000000000"
+    # When a rival owner revokes or rotates it, or lists its keys
+    _, rival = _bootstrap_owner("Rival Keys")
+    for action in ("revoke", "rotate"):
+        theirs = api.post(f"/owner/api-keys/{target}/{action}", json={}, headers=_bearer(rival))
+        absent = api.post(f"/owner/api-keys/{missing}/{action}", json={}, headers=_bearer(rival))
+        # Then the answer is exactly a missing key's
+        assert _refused(security_cases, theirs, 404) == _refused(security_cases, absent, 404)
+    assert target not in api.get("/owner/api-keys", headers=_bearer(rival)).text
+    # And our key is untouched
+    ci = _owner_keys(api, ours)["ci"]
+    assert (ci["revoked_at"], ci["replaced_by"]) == (None, None)
