@@ -24,3 +24,16 @@ def test_text_postgres_cannot_hold_is_a_validation_error(build: object) -> None:
 def test_ordinary_unicode_is_kept() -> None:
     memory = NewMemory(content="Zoë likes 寿司 🍣", metadata={"emoji": "🍣", "n": [1, 2.5, None]})
     assert memory.content == "Zoë likes 寿司 🍣"
+
+
+@pytest.mark.parametrize("tiny", [5e-324, 2.2250738585e-313, 1e-40])
+def test_importance_is_kept_to_three_decimals_so_denormals_cannot_underflow_the_column(tiny: float) -> None:
+    assert NewMemory(content="x", importance=tiny).importance == 0.0
+    assert MemoryChanges(expected_version=1, importance=tiny).importance == 0.0
+    assert NewMemory(content="x", importance=7.25).importance == 7.25
+
+
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_metadata_numbers_must_be_finite(number: float) -> None:
+    with pytest.raises(ValidationError):
+        NewMemory(content="x", metadata={"n": [number]})

@@ -1,6 +1,7 @@
 """Memories on the wire and in the domain: what a companion stores about a user and gets back."""
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -43,6 +44,8 @@ def storable(value: Any) -> Any:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("text must be valid Unicode (no lone surrogate escapes)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (JSON has no NaN or Infinity)")
     elif isinstance(value, dict):
         for key, item in value.items():
             storable(key)
@@ -51,6 +54,12 @@ def storable(value: Any) -> Any:
         for item in value:
             storable(item)
     return value
+
+
+def _importance_scale(value: float | None) -> float | None:
+    """Importance is kept to three decimals: finer values mean nothing to ranking, and denormal floats
+    (5e-324, found by schemathesis) underflow PostgreSQL's real column into a 500."""
+    return None if value is None else round(value, 3)
 
 
 class _Frozen(BaseModel):
@@ -78,6 +87,7 @@ class NewMemory(_Frozen):
 
     _fits = field_validator("metadata")(_metadata_fits)
     _storable = field_validator("content", "summary", "metadata")(storable)
+    _scale = field_validator("importance")(_importance_scale)
 
 
 class Memory(_Frozen):
@@ -160,6 +170,7 @@ class MemoryChanges(_Frozen):
 
     _fits = field_validator("metadata")(lambda v: v if v is None else _metadata_fits(v))
     _storable = field_validator("content", "summary", "metadata")(storable)
+    _scale = field_validator("importance")(_importance_scale)
 
 
 class ForgetResult(_Frozen):
