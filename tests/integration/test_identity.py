@@ -27,9 +27,11 @@ from companion_memory.config import AwsSettings, PostgresSettings
 from companion_memory.domain.identity import IdentityService
 from companion_memory.errors import Conflict, NotFound, Unauthorized
 from companion_memory.models.identity import (
+    ApiKey,
     ApiKeyCreate,
     Companion,
     CompanionCreate,
+    IssuedApiKey,
     OwnerKeyCreate,
     TokenRequest,
     UserPermissions,
@@ -59,7 +61,6 @@ class Tenant:
     companion: Companion
     key: str
     key_id: uuid.UUID
-    owner_key: str
 
 
 @pytest.fixture
@@ -80,70 +81,74 @@ def tenant(database: Database) -> Tenant:
     owner = auth.authenticate(owner_key)
     companion = service.create_companion(owner, CompanionCreate(name="Ava"))
     issued = service.create_api_key(owner, companion.id, ApiKeyCreate(name="backend"))
-    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id, owner_key)
+    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id)
 
 
-def test_a_revoked_key_is_refused_within_the_cache_bound(tenant: Tenant) -> None:
+@dataclass
+class KeyUnderTest:
+    """A companion key or an owner key, with the owner's calls that manage it."""
+
+    key: str
+    key_id: uuid.UUID
+    revoke: Callable[[], ApiKey]
+    rotate: Callable[[int], IssuedApiKey]
+    listed: Callable[[], list[ApiKey]]
+
+
+def _key(tenant: Tenant, kind: str) -> KeyUnderTest:
+    service, owner = tenant.service, tenant.owner
+    if kind == "companion":
+        companion = tenant.companion.id
+        return KeyUnderTest(
+            tenant.key,
+            tenant.key_id,
+            lambda: service.revoke_api_key(owner, companion, tenant.key_id),
+            lambda grace: service.rotate_api_key(owner, companion, tenant.key_id, grace),
+            lambda: service.list_api_keys(owner, companion),
+        )
+    # A second owner key: the bootstrap key stays, so revoking this one is allowed
+    second = service.create_owner_key(owner, OwnerKeyCreate(name="ci"))
+    return KeyUnderTest(
+        second.api_key,
+        second.id,
+        lambda: service.revoke_owner_key(owner, second.id),
+        lambda grace: service.rotate_owner_key(owner, second.id, grace),
+        lambda: service.list_owner_keys(owner),
+    )
+
+
+@pytest.mark.parametrize("kind", ["companion", "owner"])
+def test_a_revoked_key_is_refused_within_the_cache_bound(tenant: Tenant, kind: str) -> None:
     # Given a key that authenticated (its record is now cached)
-    tenant.auth.authenticate(tenant.key)
+    key = _key(tenant, kind)
+    assert tenant.auth.authenticate(key.key).key_id == key.key_id
     # When the owner revokes it
-    tenant.service.revoke_api_key(tenant.owner, tenant.companion.id, tenant.key_id)
-    # Then it keeps working no longer than the cache window, and a fresh authenticator refuses it at once
-    tenant.clock.advance(CACHE_S - 1)
-    tenant.auth.authenticate(tenant.key)
-    tenant.clock.advance(1)
-    with pytest.raises(Unauthorized):
-        tenant.auth.authenticate(tenant.key)
-
-
-def test_a_rotated_key_is_valid_until_grace_until_then_refused(tenant: Tenant) -> None:
-    # When the key is rotated with a 120 s grace
-    rotated = tenant.service.rotate_api_key(tenant.owner, tenant.companion.id, tenant.key_id, 120)
-    listed = {k.id: k for k in tenant.service.list_api_keys(tenant.owner, tenant.companion.id)}
-    # Then the stored old key names its successor and the end of its grace
-    assert listed[tenant.key_id].replaced_by == rotated.id
-    assert listed[tenant.key_id].grace_until == rotated.old_key_valid_until
-    # And both keys work during the grace, only the new one after it
-    tenant.clock.advance(119)
-    assert tenant.auth.authenticate(tenant.key).companion_id == tenant.companion.id
-    assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
-    tenant.clock.advance(1)
-    with pytest.raises(Unauthorized):
-        tenant.auth.authenticate(tenant.key)
-    assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
-
-
-def test_a_revoked_owner_key_is_refused_within_the_cache_bound(tenant: Tenant) -> None:
-    # Given a second owner key that authenticated (its record is now cached)
-    second = tenant.service.create_owner_key(tenant.owner, OwnerKeyCreate(name="ci"))
-    assert tenant.auth.authenticate(second.api_key).key_id == second.id
-    # When the owner revokes it (the bootstrap key stays, so this is allowed)
-    tenant.service.revoke_owner_key(tenant.owner, second.id)
+    key.revoke()
     # Then it keeps working no longer than the cache window
     tenant.clock.advance(CACHE_S - 1)
-    tenant.auth.authenticate(second.api_key)
+    tenant.auth.authenticate(key.key)
     tenant.clock.advance(1)
     with pytest.raises(Unauthorized):
-        tenant.auth.authenticate(second.api_key)
+        tenant.auth.authenticate(key.key)
 
 
-def test_a_rotated_owner_key_is_valid_until_grace_until_then_refused(tenant: Tenant) -> None:
-    # Given the bootstrap owner key, rotated with a 120 s grace
-    bootstrap = tenant.owner.key_id
-    assert bootstrap is not None
-    rotated = tenant.service.rotate_owner_key(tenant.owner, bootstrap, 120)
-    listed = {k.id: k for k in tenant.service.list_owner_keys(tenant.owner)}
-    assert (listed[bootstrap].replaced_by, listed[bootstrap].grace_until) == (
-        rotated.id,
-        rotated.old_key_valid_until,
-    )
-    # Then both work during the grace, only the new one after it (the old record aged out of the cache)
+@pytest.mark.parametrize("kind", ["companion", "owner"])
+def test_a_rotated_key_is_valid_until_grace_until_then_refused(tenant: Tenant, kind: str) -> None:
+    # When the key is rotated with a 120 s grace
+    key = _key(tenant, kind)
+    rotated = key.rotate(120)
+    listed = {k.id: k for k in key.listed()}
+    # Then the stored old key names its successor and the end of its grace
+    assert listed[key.key_id].replaced_by == rotated.id
+    assert listed[key.key_id].grace_until == rotated.old_key_valid_until
+    assert listed[rotated.id].kind == kind
+    # And both keys work during the grace, only the new one after it
     tenant.clock.advance(119)
-    assert tenant.auth.authenticate(tenant.owner_key).key_id == bootstrap
-    assert tenant.auth.authenticate(rotated.api_key).kind == "owner"
+    assert tenant.auth.authenticate(key.key).key_id == key.key_id
+    assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
     tenant.clock.advance(1)
     with pytest.raises(Unauthorized):
-        tenant.auth.authenticate(tenant.owner_key)
+        tenant.auth.authenticate(key.key)
     assert tenant.auth.authenticate(rotated.api_key).key_id == rotated.id
 
 
