@@ -25,6 +25,10 @@ class InMemoryReembedBatch:
     def pending(self) -> Sequence[PendingEmbedding]:
         return self._pending
 
+    @property
+    def scanned_to(self) -> UUID | None:
+        return max((item.memory_id for item in self._pending), default=None)
+
     def insert(self, model: str, vectors: Sequence[tuple[PendingEmbedding, Sequence[float]]]) -> int:
         added = 0
         for item, vector in vectors:

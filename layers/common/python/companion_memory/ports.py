@@ -200,6 +200,12 @@ class ReembedBatch(Protocol):
     @property
     def pending(self) -> Sequence[PendingEmbedding]: ...
 
+    @property
+    def scanned_to(self) -> UUID | None:
+        """The highest memory id the claim went over (the next claim's ``after``); None when it found no
+        memory left to claim. Memories another run completed meanwhile are passed over, not pending."""
+        ...
+
     def insert(self, model: str, vectors: Sequence[tuple[PendingEmbedding, Sequence[float]]]) -> int:
         """Add each vector under ``model`` if its memory is still at the version read and has no vector of
         that model yet; returns how many were added. Never changes or removes an existing vector."""

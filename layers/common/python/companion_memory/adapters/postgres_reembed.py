@@ -43,6 +43,13 @@ WHERE pg_try_advisory_xact_lock(hashtext(%(model)s), hashtext(c.id::text))
 LIMIT %(limit)s
 """
 
+# The claim's snapshot predates its locks: a memory another run embedded and committed in between is locked
+# by this run once that run ends. A new statement sees that commit; those memories are not pending.
+_DONE = """
+SELECT e.memory_id FROM memory_embeddings e
+WHERE e.memory_id = ANY(%(ids)s::uuid[]) AND e.model = %(model)s
+"""
+
 # Only rows still at the version that was embedded; FOR SHARE waits for an edit in flight and then
 # re-checks the version. DO NOTHING: a vector of this model that exists already is never replaced.
 _INSERT = """
@@ -66,13 +73,20 @@ WHERE (%(companion)s::uuid IS NULL OR m.companion_id = %(companion)s)
 
 
 class PostgresReembedBatch:
-    def __init__(self, conn: psycopg.Connection[Any], pending: list[PendingEmbedding]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], pending: list[PendingEmbedding], scanned_to: UUID | None
+    ) -> None:
         self._conn = conn
         self._pending = pending
+        self._scanned_to = scanned_to
 
     @property
     def pending(self) -> Sequence[PendingEmbedding]:
         return self._pending
+
+    @property
+    def scanned_to(self) -> UUID | None:
+        return self._scanned_to
 
     def insert(self, model: str, vectors: Sequence[tuple[PendingEmbedding, Sequence[float]]]) -> int:
         if not vectors:
@@ -114,6 +128,10 @@ class PostgresReembedStore:
         params = {"after": after or _NIL, "companion": companion_id, "model": model, "limit": limit}
         with self._transaction() as conn:
             rows = conn.execute(_CLAIM, params).fetchall()
+            done: set[UUID] = set()
+            if rows:
+                ids = [row[0] for row in rows]
+                done = {r[0] for r in conn.execute(_DONE, {"ids": ids, "model": model}).fetchall()}
             pending = [
                 PendingEmbedding(
                     memory_id=row[0],
@@ -124,8 +142,9 @@ class PostgresReembedStore:
                     sealed=None if row[5] is None else bytes(row[5]),
                 )
                 for row in rows
+                if row[0] not in done
             ]
-            yield PostgresReembedBatch(conn, pending)
+            yield PostgresReembedBatch(conn, pending, max((row[0] for row in rows), default=None))
 
     def pending(self, model: str, companion_id: UUID | None = None) -> PendingCount:
         with self._transaction() as conn:

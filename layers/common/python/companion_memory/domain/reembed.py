@@ -122,11 +122,11 @@ class Reembedder:
         after: UUID | None = None
         while max_batches is None or tally.batches < max_batches:
             with self._store.claim(self.model, after, batch_size, self._companion_id) as batch:
-                pending = list(batch.pending)
-                if not pending:
+                if batch.scanned_to is None:
                     break
                 # Keyset on the id, so skipped memories are passed over rather than claimed forever.
-                after = max(item.memory_id for item in pending)
+                after = batch.scanned_to
+                pending = list(batch.pending)
                 texts = self._texts(pending, tally)
                 vectors = self._vectors(texts, tally)
                 inserted = batch.insert(self.model, vectors) if vectors else 0
