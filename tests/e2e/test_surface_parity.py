@@ -9,7 +9,6 @@ of the same data can be compared to the last bit. A recall counts an access, so 
 each memory's ``access_count`` one higher: that, and only that, differs.
 """
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -53,9 +52,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def api(stack: Running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.env["API_URL"], timeout=60) as client:
-        yield client
+def api(api_client: httpx.Client) -> httpx.Client:
+    return api_client
 
 
 @pytest.fixture(scope="module")

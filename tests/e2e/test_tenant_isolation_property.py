@@ -1,11 +1,14 @@
-"""Issue 4 item 9: random operations of two tenants through the public REST surface; neither ever observes
-the other's data, ids or counts.
+"""Issue 4 item 9: random operations of two tenants through the public surfaces, REST and MCP; neither ever
+observes the other's data, ids or counts.
 
 Two owners, each with a companion, two users and user tokens. A hypothesis state machine stores, lists,
-recalls, reads, updates and forgets, handing every operation ids of both tenants (and of the other user of
-the same companion). Invariants after every step: a foreign id answers exactly what a never-issued id
-answers (404, same body); lists and recalls hold only the caller's own ids and the caller's own count; a
-companion key on the other tenant's companion gets the 404 of a companion that does not exist.
+recalls, reads, updates and forgets, each operation on a surface it draws (a REST route, or the MCP tool
+called with the same user token: JSON-RPC ``tools/call`` on the real endpoint, stateless, as any MCP client
+sends it), handing every operation ids of both tenants (and of the other user of the same companion).
+Invariants after every step: a foreign id answers exactly what a never-issued id answers (REST: 404, same
+body; MCP: the same tool error, word for word); lists (on both surfaces) and recalls hold only the caller's
+own ids and the caller's own count; a companion key on the other tenant's companion gets the 404 of a
+companion that does not exist.
 """
 
 from collections.abc import Callable, Iterator
@@ -24,6 +27,18 @@ from tests.support.rest import make_tenant, memories, user_token
 WORDS = ["tea", "chess", "Lisbon", "violin", "marathon", "nurse", "bees", "Oslo", "garden", "sushi"]
 Actor = tuple[int, str]  # (tenant index, user slot)
 USERS = ("ana", "ben")
+Surface = str  # "rest" or "mcp"
+SURFACES = st.sampled_from(["rest", "mcp"])
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+
+
+class ToolAnswer:
+    """What an MCP ``tools/call`` answered: structured content, or a tool error's text."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.is_error: bool = bool(result.get("isError"))
+        self.text: str = result["content"][0]["text"] if result.get("content") else ""
+        self.structured: dict[str, Any] = result.get("structuredContent") or {}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +52,9 @@ def tenants(api: httpx.Client) -> list[dict[str, Any]]:
     return [make_tenant(api, f"Isolation {n} {uuid4().hex[:6]}") for n in (0, 1)]
 
 
-def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[[str], None]) -> type:
+def _machine(
+    api: httpx.Client, mcp_url: str, tenants: list[dict[str, Any]], record: Callable[[str], None]
+) -> type:
     # Each example gets fresh users (and tokens), so every run starts from nothing: hypothesis replays
     # an example only when it sees the same state.
     users: dict[Actor, str] = {}
@@ -49,6 +66,17 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
     def path(actor: Actor) -> str:
         return memories(tenants[actor[0]], users[actor])
 
+    def tool(actor: Actor, name: str, **arguments: Any) -> ToolAnswer:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        }
+        answer = api.post(mcp_url, json=body, headers={**headers(actor), **MCP_HEADERS})
+        assert answer.status_code == 200, answer.text
+        return ToolAnswer(answer.json()["result"])
+
     actors = st.sampled_from([(t, u) for t in (0, 1) for u in USERS])
 
     class TwoTenants(RuleBasedStateMachine):
@@ -57,6 +85,7 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
             # What each actor owns now (live memories: id -> version), as the model of the truth.
             self.owned: dict[Actor, dict[str, int]] = {(t, u): {} for t in (0, 1) for u in USERS}
             self.ever: list[str] = []
+            self.checks_run = 0
             for actor in self.owned:
                 users[actor] = f"{actor[1]}-{uuid4().hex[:8]}"
                 tokens[actor] = user_token(api, tenants[actor[0]], users[actor])
@@ -69,35 +98,72 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
             assert answer.json() == baseline.json()
             record("foreign id answered as missing")
 
-        @rule(actor=actors, words=st.lists(st.sampled_from(WORDS), min_size=2, max_size=4, unique=True))
-        def store(self, actor: Actor, words: list[str]) -> None:
+        def foreign_tool_is_like_missing(
+            self, actor: Actor, answer: ToolAnswer, name: str, **kw: Any
+        ) -> None:
+            baseline = tool(actor, name, memory_id=str(uuid4()), **kw)
+            assert answer.is_error, answer.structured
+            assert baseline.is_error, baseline.structured
+            assert answer.text == baseline.text
+            assert "(code: not_found)" in answer.text
+            record("foreign id answered as missing (MCP)")
+
+        @rule(
+            actor=actors,
+            surface=SURFACES,
+            words=st.lists(st.sampled_from(WORDS), min_size=2, max_size=4, unique=True),
+        )
+        def store(self, actor: Actor, surface: Surface, words: list[str]) -> None:
             content = f"{actor[1]} likes {' and '.join(words)}"
-            answer = api.post(path(actor), json={"content": content}, headers=headers(actor))
-            assert answer.status_code in (200, 201), answer.text
-            memory = answer.json()["memory"]
+            if surface == "mcp":
+                stored = tool(actor, "store_memory", content=content)
+                assert not stored.is_error, stored.text
+                created = stored.structured["outcome"] == "created"
+                memory = stored.structured["memory"]
+            else:
+                answer = api.post(path(actor), json={"content": content}, headers=headers(actor))
+                assert answer.status_code in (200, 201), answer.text
+                created = answer.status_code == 201
+                memory = answer.json()["memory"]
             # A merge can only be into the actor's own memory.
-            assert memory["id"] in self.owned[actor] or answer.status_code == 201
+            assert memory["id"] in self.owned[actor] or created
             self.owned[actor][memory["id"]] = memory["version"]
             self.ever.append(memory["id"])
 
-        @rule(actor=actors, data=st.data())
-        def get(self, actor: Actor, data: st.DataObject) -> None:
+        @rule(actor=actors, surface=SURFACES, data=st.data())
+        def get(self, actor: Actor, surface: Surface, data: st.DataObject) -> None:
             if not self.ever:
                 return
             memory_id = data.draw(st.sampled_from(self.ever))
+            if surface == "mcp":
+                got = tool(actor, "get_memory", memory_id=memory_id)
+                if memory_id in self.owned[actor]:
+                    assert not got.is_error, got.text
+                    assert got.structured["id"] == memory_id
+                else:
+                    self.foreign_tool_is_like_missing(actor, got, "get_memory")
+                return
             answer = api.get(f"{path(actor)}/{memory_id}", headers=headers(actor))
             if memory_id in self.owned[actor]:
                 assert answer.status_code == 200, answer.text
             else:
                 self.foreign_is_like_missing(answer, self.missing(actor))
 
-        @rule(actor=actors, data=st.data())
-        def update(self, actor: Actor, data: st.DataObject) -> None:
+        @rule(actor=actors, surface=SURFACES, data=st.data())
+        def update(self, actor: Actor, surface: Surface, data: st.DataObject) -> None:
             if not self.ever:
                 return
             memory_id = data.draw(st.sampled_from(self.ever))
             version = self.owned[actor].get(memory_id, 1)
             body = {"expected_version": version, "importance": data.draw(st.integers(0, 10))}
+            if surface == "mcp":
+                changed = tool(actor, "update_memory", memory_id=memory_id, **body)
+                if memory_id in self.owned[actor]:
+                    assert not changed.is_error, changed.text
+                    self.owned[actor][memory_id] = changed.structured["version"]
+                else:
+                    self.foreign_tool_is_like_missing(actor, changed, "update_memory", **body)
+                return
             answer = api.patch(f"{path(actor)}/{memory_id}", json=body, headers=headers(actor))
             if memory_id in self.owned[actor]:
                 assert answer.status_code == 200, answer.text
@@ -105,13 +171,21 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
             else:
                 self.foreign_is_like_missing(answer, self.missing(actor, method="PATCH", json=body))
 
-        @rule(actor=actors, data=st.data())
-        def forget(self, actor: Actor, data: st.DataObject) -> None:
+        @rule(actor=actors, surface=SURFACES, data=st.data())
+        def forget(self, actor: Actor, surface: Surface, data: st.DataObject) -> None:
             if not self.ever:
                 return
             memory_id = data.draw(st.sampled_from(self.ever))
             version = self.owned[actor].get(memory_id, 1)
             query = {"expected_version": version}
+            if surface == "mcp":
+                forgotten = tool(actor, "forget_memory", memory_id=memory_id, **query)
+                if memory_id in self.owned[actor]:
+                    assert not forgotten.is_error, forgotten.text
+                    del self.owned[actor][memory_id]
+                else:
+                    self.foreign_tool_is_like_missing(actor, forgotten, "forget_memory", **query)
+                return
             answer = api.delete(f"{path(actor)}/{memory_id}", params=query, headers=headers(actor))
             if memory_id in self.owned[actor]:
                 assert answer.status_code == 200, answer.text
@@ -119,14 +193,20 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
             else:
                 self.foreign_is_like_missing(answer, self.missing(actor, method="DELETE", params=query))
 
-        @rule(actor=actors, word=st.sampled_from(WORDS))
-        def recall(self, actor: Actor, word: str) -> None:
-            answer = api.post(
-                f"{path(actor)}/recall", json={"query": word, "limit": 50}, headers=headers(actor)
-            )
-            assert answer.status_code == 200, answer.text
-            assert {m["id"] for m in answer.json()["memories"]} <= set(self.owned[actor])
-            record("recall holds only own ids")
+        @rule(actor=actors, surface=SURFACES, word=st.sampled_from(WORDS))
+        def recall(self, actor: Actor, surface: Surface, word: str) -> None:
+            if surface == "mcp":
+                recalled = tool(actor, "recall_memories", query=word, limit=50)
+                assert not recalled.is_error, recalled.text
+                found = recalled.structured["memories"]
+            else:
+                answer = api.post(
+                    f"{path(actor)}/recall", json={"query": word, "limit": 50}, headers=headers(actor)
+                )
+                assert answer.status_code == 200, answer.text
+                found = answer.json()["memories"]
+            assert {m["id"] for m in found} <= set(self.owned[actor])
+            record("recall holds only own ids" + (" (MCP)" if surface == "mcp" else ""))
 
         @rule(actor=actors)
         def reach_into_the_other_companion(self, actor: Actor) -> None:
@@ -141,7 +221,16 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
         def lists_and_exports_hold_exactly_own_ids(self) -> None:
             if not hasattr(self, "owned"):
                 return
+            # The surfaces take turns, so the file stays within its time budget; each sees every state kind.
+            self.checks_run += 1
+            on_mcp = self.checks_run % 2 == 0
             for actor, owned in self.owned.items():
+                if on_mcp:
+                    listed = tool(actor, "list_memories", limit=100)
+                    assert not listed.is_error, listed.text
+                    assert {m["id"] for m in listed.structured["items"]} == set(owned)
+                    record("list holds exactly own ids (MCP)")
+                    continue
                 page = api.get(path(actor), params={"limit": 100}, headers=headers(actor))
                 assert page.status_code == 200, page.text
                 assert {m["id"] for m in page.json()["items"]} == set(owned)
@@ -155,15 +244,19 @@ def _machine(api: httpx.Client, tenants: list[dict[str, Any]], record: Callable[
 
 
 def test_two_tenants_never_observe_each_others_memories(
-    api: httpx.Client, tenants: list[dict[str, Any]], security_cases: Callable[[str, str], None]
+    stack: Running,
+    api: httpx.Client,
+    tenants: list[dict[str, Any]],
+    security_cases: Callable[[str, str], None],
 ) -> None:
     checks: dict[str, int] = {}
 
     def record(what: str) -> None:
         checks[what] = checks.get(what, 0) + 1
-        security_cases("tenant isolation property (REST)", "held")
+        surface = "MCP" if what.endswith("(MCP)") else "REST"
+        security_cases(f"tenant isolation property ({surface})", "held")
 
-    machine = _machine(api, tenants, record)
+    machine = _machine(api, stack.env["MCP_URL"], tenants, record)
     run_state_machine_as_test(
         machine,
         settings=settings(
@@ -176,3 +269,4 @@ def test_two_tenants_never_observe_each_others_memories(
     )
     print(f"tenant isolation property: {sum(checks.values())} checks held: {checks}")
     assert checks.get("foreign id answered as missing", 0) > 0
+    assert checks.get("foreign id answered as missing (MCP)", 0) > 0
