@@ -90,5 +90,12 @@ validate: $(SAM) ## sam validate --lint and cfn-lint
 bench: build ## cold-start benchmark (writes its table to stdout; see docs/benchmarks.md)
 	$(PY) bench/coldstart.py
 
+.PHONY: bench-retrieval bench-scale
+bench-retrieval: $(STAMP) ## retrieval quality: keyword/vector/hybrid recall on bench/retrieval (own stack)
+	$(PY) bench/retrieval/run.py
+
+bench-scale: $(STAMP) ## recall latency at 10^6 memories (own stack, ~30 min, purged at the end)
+	$(PY) bench/recall_scale.py
+
 clean: ## remove build output and local state (stop the stack first)
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache
