@@ -1,9 +1,12 @@
 """The MCP server: stateless Streamable HTTP with JSON responses (a buffered Lambda cannot stream)."""
 
 from collections.abc import Callable
+from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp import MCPError
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
 from starlette.applications import Starlette
 
 from companion_memory import __version__
@@ -18,13 +21,24 @@ INSTRUCTIONS = (
 )
 
 
+class _Server(MCPServer):
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        # An unknown name is the client's mistake: -32602 as the specification says, where the SDK answers
+        # its generic failure (code 0 over HTTP) and logs an error with a traceback.
+        if name not in {prompt.name for prompt in await self.list_prompts()}:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
+        return await super().get_prompt(name, arguments, context)
+
+
 def build_server(
     services: Callable[[], McpServices], caller_of: tools.CallerOf = tools.caller_in_request
 ) -> MCPServer:
     """The server with every tool, resource and prompt. ``services`` is called on first use (never at
     import), ``caller_of`` finds the authenticated caller of a request (the handler puts it in the scope)."""
     # The SDK logs every session at INFO on the root logger; Powertools' Logger is our log.
-    server = MCPServer(name=SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    server = _Server(name=SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     gate = tools.Gate(services, caller_of)
     tools.register(server, gate)
     resources.register(server, gate)
