@@ -94,8 +94,10 @@ class MemoryPolicy:
     update_min_kept: float = 1.0
     dedupe_candidates: int = 3
     reinforce_importance_step: float = 0.1
-    vector_weight: float = 0.5
-    importance_weight: float = 0.15
+    # Tuned on bench/retrieval's tune split through this service (bench/retrieval/run.py; docs/benchmarks.md,
+    # "Retrieval quality"): the hybrid weight and boosts it picks; were 0.5 / 0.15 / 0.15 / 0.05.
+    vector_weight: float = 0.9
+    importance_weight: float = 0.2
     recency_weight: float = 0.15
     reinforcement_weight: float = 0.05
     recency_half_life: timedelta = timedelta(days=30)
