@@ -37,3 +37,13 @@ def test_importance_is_kept_to_three_decimals_so_denormals_cannot_underflow_the_
 def test_metadata_numbers_must_be_finite(number: float) -> None:
     with pytest.raises(ValidationError):
         NewMemory(content="x", metadata={"n": [number]})
+
+
+def test_instants_are_kept_in_utc_whatever_offset_the_caller_wrote() -> None:
+    memory = NewMemory(
+        content="x", occurred_at="2025-03-01T10:00:00+02:00", expires_at="2026-01-01T00:00:00-05:00"
+    )
+    assert memory.occurred_at is not None
+    assert memory.occurred_at.isoformat() == "2025-03-01T08:00:00+00:00"
+    assert memory.expires_at is not None
+    assert memory.expires_at.isoformat() == "2026-01-01T05:00:00+00:00"

@@ -3,7 +3,7 @@
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -56,6 +56,11 @@ def storable(value: Any) -> Any:
     return value
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """Instants are kept and answered in UTC, whatever offset the caller wrote."""
+    return None if value is None else value.astimezone(UTC)
+
+
 def _importance_scale(value: float | None) -> float | None:
     """Importance is kept to three decimals: finer values mean nothing to ranking, and denormal floats
     (5e-324, found by schemathesis) underflow PostgreSQL's real column into a 500."""
@@ -88,6 +93,7 @@ class NewMemory(_Frozen):
     _fits = field_validator("metadata")(_metadata_fits)
     _storable = field_validator("content", "summary", "metadata")(storable)
     _scale = field_validator("importance")(_importance_scale)
+    _in_utc = field_validator("occurred_at", "expires_at")(_utc)
 
 
 class Memory(_Frozen):
@@ -171,6 +177,7 @@ class MemoryChanges(_Frozen):
     _fits = field_validator("metadata")(lambda v: v if v is None else _metadata_fits(v))
     _storable = field_validator("content", "summary", "metadata")(storable)
     _scale = field_validator("importance")(_importance_scale)
+    _in_utc = field_validator("occurred_at", "expires_at")(_utc)
 
 
 class ForgetResult(_Frozen):
