@@ -2,8 +2,9 @@
 ids of the memories that answer them.
 
 Deterministic: the same seed writes byte-identical files (no clock, no network). The content is written
-here by hand as topics; each user draws a value and a phrasing per topic, so sentences vary between users
-and the questions are worded away from the answers (a keyword ranker must not get them for free).
+here by hand as topics; each user draws a value and a phrasing per topic, so sentences vary between users.
+Version 1's questions are worded away from the answers; version 2 keeps v1 as it was and adds chit-chat and
+lexical questions that repeat the answer's rare words, as real users ask (README.md, "Why v2").
 
     .venv/bin/python bench/retrieval/generate.py            # writes bench/retrieval/data/*.jsonl
     .venv/bin/python bench/retrieval/generate.py --check    # fails if the committed files differ
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-DATASET_VERSION = "1"
+DATASET_VERSION = "2"
 SEED = 20260311
 TEST_SHARE = 0.3
 # Conversations run from January 2024 to June 2025; "now" for the companion is 1 July 2025.
@@ -753,6 +754,597 @@ NEAR_MISS: list[dict[str, Any]] = [
 ]
 
 
+# --- Version 2: chit-chat and lexical questions -------------------------------------------------------------
+# v1 has no realistic small talk (six lines a user) and no question that repeats the answer's rare words,
+# so a keyword ranker has nothing to contribute on it. Real conversational memory has both: chit-chat
+# turns that a dense model pulls in for any query, and questions that name the pet, the person, the code,
+# the brand or the flight they are about (DESIGN.md §3). v2 adds them after v1's content, drawn from their
+# own random stream, so v1's memories and questions stay byte for byte as they were (ids, order, split).
+
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+WEATHER = [
+    "it's been raining since the morning",
+    "it's grey and drizzly again",
+    "the sun finally came out",
+    "it's freezing and windy",
+    "it's muggy and too warm",
+]
+
+# Chit-chat: no lasting fact in any of them, but the everyday words of food, work, family, music, pets,
+# travel, sleep and health that questions use. Importance 1-2 as an extractor would give them.
+CHIT_CHAT: list[tuple[str, str, int]] = [
+    ("experience", "{Name} said {sub}'s tired today and {weather}.", 1),
+    (
+        "experience",
+        "{Name} and I laughed about the weather; {sub} said it can't decide between sun and hail.",
+        1,
+    ),
+    (
+        "experience",
+        "{Name} said {sub} had leftovers for lunch at {pos} desk and they were nothing special.",
+        1,
+    ),
+    ("experience", "{Name} mentioned the bus was twenty minutes late again this morning.", 1),
+    ("experience", "{Name} said {sub} spent the evening on the sofa watching whatever was on.", 1),
+    (
+        "experience",
+        "{Name} told me about a funny video of a dog on a skateboard and couldn't stop laughing.",
+        1,
+    ),
+    ("experience", "{Name} said work was slow on {weekday} and {sub} mostly answered emails.", 1),
+    ("experience", "{Name} said {sub} might go for a walk later if the rain stops.", 1),
+    ("experience", "{Name} said {pos} phone battery died halfway through the day.", 1),
+    ("experience", "{Name} complained that {weekday}s are the worst and {sub} needs more coffee.", 1),
+    ("experience", "{Name} said {sub} called {pos} mum for a quick chat, nothing new at home.", 2),
+    ("experience", "{Name} said {sub} sang along to the radio in the car, badly, and enjoyed it.", 1),
+    ("experience", "{Name} said the neighbours' music kept {obj} up a bit last night.", 1),
+    (
+        "experience",
+        "{Name} said {sub} felt a bit under the weather on {weekday} but it was nothing serious.",
+        2,
+    ),
+    ("experience", "{Name} said {sub} tidied the kitchen and felt oddly proud of it.", 1),
+    ("experience", "{Name} said the weekend went by too fast, as always.", 1),
+    ("experience", "{Name} said {sub} tried a new recipe for dinner and it was just okay.", 1),
+    ("experience", "{Name} asked how my day was and said {pos} own was uneventful.", 1),
+    ("reflection", "{Name} seemed cheerful today and just wanted some light conversation.", 2),
+    ("reflection", "{Name} sounded a little flat today; probably just because {weather}.", 2),
+    ("experience", "{Name} said {sub} was scrolling through old holiday photos and felt nostalgic.", 1),
+    ("experience", "{Name} said a friend texted about meeting up sometime, but nothing is planned.", 1),
+    ("experience", "{Name} said the supermarket was out of {pos} usual bread and it threw {obj} off.", 1),
+    ("experience", "{Name} saw a cat sitting in a shop window and said it made {pos} day.", 1),
+    ("experience", "{Name} said {sub} went to bed early because there was nothing good on TV.", 1),
+    ("experience", "{Name} forgot {pos} umbrella and got soaked on the way home; {weather}.", 1),
+    ("experience", "{Name} said it was so hot that {sub} just lay in front of the fan all afternoon.", 1),
+    ("experience", "{Name} was stuck in a long meeting on {weekday} that could have been an email.", 1),
+    ("experience", "{Name} said {sub} laughed at an old sitcom rerun for an hour.", 1),
+    ("experience", "{Name} said {sub} read a few pages of something before falling asleep.", 1),
+    ("experience", "{Name} said {sub} has no plans for the weekend and that is the plan.", 1),
+    ("experience", "{Name} went for a short run but said it was too cold to enjoy it.", 1),
+    (
+        "experience",
+        "{Name} had a bit of a headache this afternoon, probably from not drinking enough water.",
+        2,
+    ),
+    ("experience", "{Name} said {sub}'s been thinking about a haircut but can't be bothered.", 1),
+    ("experience", "{Name} said the train home was packed and someone ate crisps loudly the whole way.", 1),
+    ("experience", "{Name} wished me a nice evening and logged off early.", 1),
+    ("reflection", "{Name} was chattier than usual today; nothing in particular on {pos} mind.", 2),
+    ("experience", "{Name} said {sub} ordered a takeaway because {sub} couldn't face cooking.", 1),
+    ("experience", "{Name} said a colleague brought cake to the office and it made the afternoon.", 1),
+    ("experience", "{Name} said {sub} spent {weekday} evening doing laundry and listening to a podcast.", 1),
+]
+CHIT_CHAT_PER_USER = 20
+
+# Details with rare words (names, codes, numbers, brands, rare hobbies), and lexical questions: they repeat
+# the rare word(s) the way a person asks ("What time does FI455 leave?") while the rest is paraphrased.
+# Several details of one shape per user (a GP and a dentist, a neighbour and an old friend) so the rare
+# word, not the gist, tells them apart.
+DETAILS: list[dict[str, Any]] = [
+    {
+        "key": "gp",
+        "type": "fact",
+        "importance": 6,
+        "memory": (
+            "{Name}'s GP is Dr {doc} at the {practice} surgery; {sub} has a check-up booked for {date}."
+        ),
+        "values": [
+            {
+                "doc": "Okafor",
+                "practice": "Eastgate",
+                "date": "3 September",
+                "q": ["When is {pos} next visit to Dr Okafor?"],
+            },
+            {
+                "doc": "Lindqvist",
+                "practice": "Riverside",
+                "date": "12 March",
+                "q": ["When does {sub} see Dr Lindqvist again?", "Which practice is Dr Lindqvist at?"],
+            },
+            {
+                "doc": "Abara",
+                "practice": "Claremont",
+                "date": "20 January",
+                "q": ["What date is the appointment with Dr Abara?"],
+            },
+            {
+                "doc": "Whitcombe",
+                "practice": "Holloway Road",
+                "date": "8 July",
+                "q": ["When has {sub} got to go and see Dr Whitcombe?"],
+            },
+            {
+                "doc": "Szabo",
+                "practice": "Market Street",
+                "date": "27 May",
+                "q": ["Is {sub} due to see Dr Szabo soon?"],
+            },
+        ],
+    },
+    {
+        "key": "dentist",
+        "type": "experience",
+        "importance": 5,
+        "memory": "{Name}'s dentist, Dr {doc}, told {obj} {news}.",
+        "values": [
+            {
+                "doc": "Marchetti",
+                "news": "a back molar needs a crown before Christmas",
+                "q": ["What did Dr Marchetti say about {pos} teeth?"],
+            },
+            {
+                "doc": "Ferreira",
+                "news": "to stop grinding at night and wear a mouth guard",
+                "q": ["What did Ferreira advise at the last check?"],
+            },
+            {
+                "doc": "Nakashima",
+                "news": "{pos} wisdom tooth has to come out",
+                "q": ["What news did {sub} get from Nakashima?"],
+            },
+            {
+                "doc": "Pritchard",
+                "news": "{sub} needs two fillings and a proper clean",
+                "q": ["What work does Pritchard want to do on {obj}?"],
+            },
+            {
+                "doc": "Oyelaran",
+                "news": "{pos} gums are much healthier than last year",
+                "q": ["How did the visit to Dr Oyelaran go?"],
+            },
+        ],
+    },
+    {
+        "key": "gate_code",
+        "type": "fact",
+        "importance": 6,
+        "memory": (
+            "{Name} gave me the code for the gate at {street}, {code}, in case a parcel needs collecting."
+        ),
+        "values": [
+            {
+                "street": "Kessler Street",
+                "code": "4471",
+                "q": ["Which number gets a courier in at Kessler Street?"],
+            },
+            {"street": "Alder Mews", "code": "1985#", "q": ["What's the entry code for Alder Mews?"]},
+            {
+                "street": "Quayside Court",
+                "code": "7302",
+                "q": ["How do I get through the Quayside Court gate?"],
+            },
+            {
+                "street": "Pembury Road",
+                "code": "C2468",
+                "q": ["What do you key in at the Pembury Road entrance?"],
+            },
+            {"street": "Hollis Yard", "code": "0519", "q": ["Which digits open Hollis Yard?"]},
+        ],
+    },
+    {
+        "key": "gym_locker",
+        "type": "fact",
+        "importance": 3,
+        "memory": "{Name} keeps {pos} kit in locker {n} at {gym}, with the padlock set to {combo}.",
+        "values": [
+            {
+                "n": "112",
+                "gym": "PureGym Holloway",
+                "combo": "3-8-1",
+                "q": ["What's the combination for locker 112?"],
+            },
+            {
+                "n": "47",
+                "gym": "the Anytime Fitness on Baker Lane",
+                "combo": "9-0-4",
+                "q": ["Which locker does {sub} use at Anytime Fitness?"],
+            },
+            {
+                "n": "208",
+                "gym": "the Castlefield leisure centre",
+                "combo": "2-2-7",
+                "q": ["How does {sub} open {pos} locker at Castlefield?"],
+            },
+            {
+                "n": "65",
+                "gym": "Third Space",
+                "combo": "5-1-6",
+                "q": ["Where does {sub} leave {pos} stuff at Third Space?"],
+            },
+            {
+                "n": "31",
+                "gym": "the YMCA on Tottenham Road",
+                "combo": "8-3-3",
+                "q": ["What's on the padlock of locker 31?"],
+            },
+        ],
+    },
+    {
+        "key": "car",
+        "type": "fact",
+        "importance": 4,
+        "memory": "{Name} drives a {car}, registration {reg}, which {sub} calls {nick}.",
+        "values": [
+            {
+                "car": "silver Skoda Fabia",
+                "reg": "KP19 XRT",
+                "nick": "the Tin Can",
+                "q": ["What's the number plate on the Skoda?"],
+            },
+            {
+                "car": "battered Volvo V70",
+                "reg": "LD08 MWK",
+                "nick": "Old Bessie",
+                "q": ["What kind of car is Old Bessie?"],
+            },
+            {
+                "car": "red Fiat Panda",
+                "reg": "YT16 HBN",
+                "nick": "Pomodoro",
+                "q": ["Why does {sub} talk about Pomodoro?", "What's the Panda's registration?"],
+            },
+            {
+                "car": "second-hand Nissan Leaf",
+                "reg": "EV21 LFA",
+                "nick": "Sparky",
+                "q": ["Which vehicle is Sparky?"],
+            },
+            {
+                "car": "green Mini Cooper",
+                "reg": "MN12 GRN",
+                "nick": "Pickle",
+                "q": ["What car does {sub} mean by Pickle?"],
+            },
+        ],
+    },
+    {
+        "key": "neighbour",
+        "type": "fact",
+        "importance": 4,
+        "memory": "{Name}'s neighbour {who} {help}.",
+        "values": [
+            {
+                "who": "Mrs Abernathy",
+                "help": "waters the tomatoes whenever {Name} is away",
+                "q": ["What does Mrs Abernathy do for {obj}?"],
+            },
+            {
+                "who": "Mr Fenwick",
+                "help": "takes in {pos} parcels and always wants a chat about cricket",
+                "q": ["How does Fenwick help {obj} out?"],
+            },
+            {
+                "who": "Dorota from downstairs",
+                "help": "lends {obj} tools and fixed {pos} dripping tap",
+                "q": ["What has Dorota done for {obj}?"],
+            },
+            {
+                "who": "old Mr Quigley",
+                "help": "plays the trombone at 7 am every Sunday",
+                "q": ["Why does {sub} grumble about Quigley?"],
+            },
+            {
+                "who": "Bashir next door",
+                "help": "clears the snow from both paths every winter",
+                "q": ["What does Bashir do in winter?"],
+            },
+        ],
+    },
+    {
+        "key": "rare_hobby",
+        "type": "experience",
+        "importance": 4,
+        "memory": "{Name} has taken up {hobby} and goes {where} on Saturday mornings.",
+        "values": [
+            {
+                "hobby": "bell-ringing",
+                "where": "to the tower of St Aldhelm's",
+                "q": ["Where does {sub} practise bell-ringing?"],
+            },
+            {
+                "hobby": "kintsugi, mending broken bowls with gold",
+                "where": "to a studio in Hackney",
+                "q": ["When does {sub} do the kintsugi class?"],
+            },
+            {
+                "hobby": "fly-tying for trout fishing",
+                "where": "to a club above the angling shop",
+                "q": ["Where did {sub} learn fly-tying?"],
+            },
+            {
+                "hobby": "bouldering",
+                "where": "to the Arch climbing wall",
+                "q": ["Which wall does {sub} go bouldering at?"],
+            },
+            {
+                "hobby": "birdwatching for nightjars and woodlarks",
+                "where": "out to the heath",
+                "q": ["Has {sub} seen any nightjars yet?"],
+            },
+        ],
+    },
+    {
+        "key": "purchase",
+        "type": "experience",
+        "importance": 3,
+        "memory": "{Name} ordered {item} from {shop} and it arrived {state}.",
+        "values": [
+            {
+                "item": "an Ooni pizza oven",
+                "shop": "Lakeland",
+                "state": "with a cracked stone",
+                "q": ["Did the Ooni turn up in one piece?"],
+            },
+            {
+                "item": "a Le Creuset casserole dish",
+                "shop": "John Lewis",
+                "state": "two weeks late",
+                "q": ["What happened with the Le Creuset delivery?"],
+            },
+            {
+                "item": "a Brompton folding bike",
+                "shop": "Evans Cycles",
+                "state": "in the wrong colour",
+                "q": ["What went wrong with the Brompton?"],
+            },
+            {
+                "item": "a Kindle Paperwhite",
+                "shop": "Argos",
+                "state": "the next morning",
+                "q": ["How quickly did the Kindle come?"],
+            },
+            {
+                "item": "Bose noise-cancelling headphones",
+                "shop": "Currys",
+                "state": "without a charging cable",
+                "q": ["What was missing from the Bose box?"],
+            },
+        ],
+    },
+    {
+        "key": "team",
+        "type": "preference",
+        "importance": 4,
+        "memory": "{Name} supports {team} and has a season ticket {seat}.",
+        "values": [
+            {
+                "team": "Leyton Orient",
+                "seat": "in the East Stand",
+                "q": ["Where does {sub} sit at Orient games?"],
+            },
+            {
+                "team": "Hibernian",
+                "seat": "behind the goal at Easter Road",
+                "q": ["Does {sub} go to Hibernian matches?"],
+            },
+            {
+                "team": "FC St. Pauli",
+                "seat": "on the terrace at the Millerntor",
+                "q": ["How does {sub} follow St. Pauli?"],
+            },
+            {
+                "team": "Bristol Rovers",
+                "seat": "in the Blackthorn End",
+                "q": ["Where's {pos} seat for Rovers?"],
+            },
+            {
+                "team": "Bohemians",
+                "seat": "at Dalymount Park",
+                "q": ["Which ground does {sub} go to for Bohemians?"],
+            },
+        ],
+    },
+    {
+        "key": "project",
+        "type": "fact",
+        "importance": 5,
+        "memory": (
+            "{Name}'s team at work is on {project}, due in {month}, "
+            "and {sub} thinks the deadline is unrealistic."
+        ),
+        "values": [
+            {"project": "project Heron", "month": "October", "q": ["When is Heron supposed to ship?"]},
+            {
+                "project": "the Bluebird migration",
+                "month": "March",
+                "q": ["How does {sub} feel about Bluebird?"],
+            },
+            {"project": "Atlas v3", "month": "June", "q": ["What's the deadline for Atlas v3?"]},
+            {"project": "project Kestrel", "month": "January", "q": ["Is Kestrel on track?"]},
+            {
+                "project": "the Juniper rollout",
+                "month": "November",
+                "q": ["When does the Juniper work have to be done?"],
+            },
+        ],
+    },
+    {
+        "key": "old_friend",
+        "type": "fact",
+        "importance": 5,
+        "memory": "{Name}'s oldest friend {friend} lives in {town} and they talk on the phone every {day}.",
+        "values": [
+            {
+                "friend": "Siobhan",
+                "town": "Limerick",
+                "day": "Sunday",
+                "q": ["Where is Siobhan living these days?"],
+            },
+            {
+                "friend": "Tariq",
+                "town": "Dundee",
+                "day": "Wednesday",
+                "q": ["How often does {sub} speak to Tariq?"],
+            },
+            {"friend": "Ingrid", "town": "Tromsø", "day": "Friday", "q": ["Which town is Ingrid in?"]},
+            {
+                "friend": "Dmitri",
+                "town": "Tallinn",
+                "day": "Saturday",
+                "q": ["When does {sub} catch up with Dmitri?"],
+            },
+            {"friend": "Oluwaseun", "town": "Ibadan", "day": "Monday", "q": ["Where does Oluwaseun live?"]},
+        ],
+    },
+    {
+        "key": "flight",
+        "type": "fact",
+        "importance": 6,
+        "memory": "{Name}'s flight to {city} is {flight} on {date}, leaving at {time}.",
+        "values": [
+            {
+                "city": "Reykjavik",
+                "flight": "FI455",
+                "date": "12 August",
+                "time": "07:40",
+                "q": ["What time does FI455 take off?"],
+            },
+            {
+                "city": "Tbilisi",
+                "flight": "W6 2731",
+                "date": "3 October",
+                "time": "22:15",
+                "q": ["When does {sub} fly out to Tbilisi?"],
+            },
+            {
+                "city": "Marrakesh",
+                "flight": "U2 8853",
+                "date": "19 September",
+                "time": "06:05",
+                "q": ["Which flight is {sub} on for Marrakesh?"],
+            },
+            {
+                "city": "Bergen",
+                "flight": "DY1305",
+                "date": "27 July",
+                "time": "13:50",
+                "q": ["What day is the Bergen trip?"],
+            },
+            {
+                "city": "Palermo",
+                "flight": "FR3322",
+                "date": "5 September",
+                "time": "18:25",
+                "q": ["At what time is {pos} departure to Palermo?"],
+            },
+        ],
+    },
+    {
+        "key": "medication",
+        "type": "fact",
+        "importance": 7,
+        "memory": "{Name} takes {dose} of {drug} every {when}, prescribed {why}.",
+        "values": [
+            {
+                "dose": "50 mg",
+                "drug": "sertraline",
+                "when": "morning",
+                "why": "for low mood last spring",
+                "q": ["What dose of sertraline is {sub} on?"],
+            },
+            {
+                "dose": "10 mg",
+                "drug": "propranolol",
+                "when": "day before big presentations",
+                "why": "for the shaking",
+                "q": ["Why does {sub} take propranolol?"],
+            },
+            {
+                "dose": "10 mg",
+                "drug": "cetirizine",
+                "when": "day from April to July",
+                "why": "for hay fever",
+                "q": ["How long does {sub} take cetirizine each year?"],
+            },
+            {
+                "dose": "2 mg",
+                "drug": "melatonin",
+                "when": "night",
+                "why": "after months of bad sleep",
+                "q": ["How much melatonin does {sub} use?"],
+            },
+            {
+                "dose": "400 mg",
+                "drug": "ibuprofen",
+                "when": "evening after football",
+                "why": "for {pos} ankle",
+                "q": ["When does {sub} reach for ibuprofen?"],
+            },
+        ],
+    },
+    {
+        "key": "godchild",
+        "type": "fact",
+        "importance": 5,
+        "memory": "{Name}'s goddaughter {child} turns {age} in {month} and has asked for {gift}.",
+        "values": [
+            {
+                "child": "Poppy",
+                "age": "seven",
+                "month": "May",
+                "gift": "a Lego lighthouse",
+                "q": ["What present does Poppy want?"],
+            },
+            {
+                "child": "Saoirse",
+                "age": "ten",
+                "month": "August",
+                "gift": "a telescope",
+                "q": ["What should {sub} get Saoirse for her birthday?"],
+            },
+            {
+                "child": "Amara",
+                "age": "five",
+                "month": "February",
+                "gift": "a purple scooter",
+                "q": ["How old will Amara be?"],
+            },
+            {
+                "child": "Elodie",
+                "age": "twelve",
+                "month": "December",
+                "gift": "a sketchbook and real oil paints",
+                "q": ["What's on Elodie's wish list?"],
+            },
+            {
+                "child": "Noa",
+                "age": "eight",
+                "month": "October",
+                "gift": "tickets to see a dinosaur exhibition",
+                "q": ["When is Noa's birthday?"],
+            },
+        ],
+    },
+]
+DETAILS_PER_USER = 9
+
+# Lexical questions on v1's own memories: people ask about a pet or a sibling by name.
+CHAIN_LEXICAL = {
+    "pet": "What's been going on with {x}?",
+    "sibling": "Why did {x} move away?",
+}
+
+
 @dataclass
 class Memory:
     id: str
@@ -887,7 +1479,46 @@ def build(seed: int) -> tuple[list[Memory], list[Question]]:
             question.distractor_ids = [
                 i for i in ids_by_topic[(question.user_id, topic)] if i != question.answer_ids[0]
             ]
+    extend_v2(seed, memories, questions)
     return memories, questions
+
+
+def extend_v2(seed: int, memories: list[Memory], questions: list[Question]) -> None:
+    """Append v2's chit-chat, details and lexical questions after v1's content, from their own stream."""
+    rng = random.Random(seed * 10 + 2)
+    for person in PEOPLE:
+        user_id = f"user-{person.slug}"
+        own = [m for m in memories if m.user_id == user_id]
+        counter = len(own)
+
+        def add(kind: str, text: str, importance: int, topic: str, *, _p: Person = person) -> Memory:
+            nonlocal counter
+            counter += 1
+            memory = Memory(
+                f"{_p.slug}-{counter:03d}", f"user-{_p.slug}", kind, text, importance,
+                timestamp(rng, rng.randrange(MONTHS)), topic,
+            )  # fmt: skip
+            memories.append(memory)
+            return memory
+
+        for kind, line, importance in rng.sample(CHIT_CHAT, CHIT_CHAT_PER_USER):
+            text = person.fill(line, weekday=rng.choice(WEEKDAYS), weather=rng.choice(WEATHER))
+            add(kind, text, importance, "chit_chat")
+
+        for detail in rng.sample(DETAILS, DETAILS_PER_USER):
+            value = rng.choice(detail["values"])
+            slots = {k: person.slot(v) for k, v in value.items() if k != "q"}
+            memory = add(
+                detail["type"], person.fill(detail["memory"], **slots), detail["importance"], detail["key"]
+            )
+            for q in value["q"]:
+                questions.append(Question(user_id, "lexical", person.fill(q), [memory.id]))
+
+        for key, template in CHAIN_LEXICAL.items():
+            (event,) = [m for m in own if m.topic == key + "_event"]
+            chain = next(c for c in CHAINS if c["key"] == key)
+            x = next(v["x"] for v in chain["values"] if event.content.startswith(v["x"] + " "))
+            questions.append(Question(user_id, "lexical", person.fill(template, x=x), [event.id]))
 
 
 def split_of(question_id: str, seed: int) -> str:

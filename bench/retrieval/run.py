@@ -55,7 +55,7 @@ from companion_memory.models.memory import NewMemory, RecallQuery  # noqa: E402
 from companion_memory.models.tenancy import TenantScope  # noqa: E402
 
 NOW = datetime(2025, 7, 1, tzinfo=UTC)
-KINDS = ("paraphrase", "temporal", "multi_hop", "distractor")
+KINDS = ("paraphrase", "temporal", "multi_hop", "distractor", "lexical")
 VECTOR_WEIGHTS = (*(round(0.1 * i, 1) for i in range(10)), 0.95, 1.0)
 # (importance, recency, reinforcement): none, the engine's first defaults (0.15, 0.15, 0.05), and around
 # them. Nothing in the set is reinforced (no merges), so the reinforcement weight only scales the base.
@@ -360,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
                 RecallQuery(query=q.question, limit=10, since=q.since, until=q.until),
             )
             timings.append((time.perf_counter() - t0) * 1000)
+        per_user = len(loaded.stored_id) / len({q.user_id for q in every})
         print(
-            f"\nrecall (cached query vector, 41 memories a user): median {statistics.median(timings):.1f} ms"
+            f"\nrecall (cached query vector, {per_user:.0f} memories a user): "
+            f"median {statistics.median(timings):.1f} ms"
         )
         print(
             f"machine: {machine()}; text search config: {postgres_memory._TEXT_SEARCH_CONFIG}; "

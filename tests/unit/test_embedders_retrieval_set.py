@@ -1,6 +1,8 @@
 """The retrieval bench's scorer (bench/retrieval/metrics.py) and its labelled set (bench/retrieval/data)."""
 
+import hashlib
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -63,7 +65,52 @@ def test_the_set_has_enough_users_questions_and_every_kind() -> None:
 
     assert len(users) >= 8
     assert len(questions) >= 300
-    assert set(Counter(q.kind for q in questions)) == {"paraphrase", "temporal", "multi_hop", "distractor"}
+    assert set(Counter(q.kind for q in questions)) == {
+        "paraphrase",
+        "temporal",
+        "multi_hop",
+        "distractor",
+        "lexical",
+    }
+
+
+def test_version_1_is_kept_byte_for_byte_as_the_start_of_the_files() -> None:
+    # Given the digests of v1's 410 memory lines and 350 question lines as they were committed
+    v1 = {
+        "memories.jsonl": (410, "1f84d3ead1c0a6d38fedf2a2a0565ed345ed5b1de76d4771bd16d5ffa16fc60b"),
+        "questions.jsonl": (350, "a29168a72b1e5483c9ad24332720d12d380a52f4dcfc729e3335cdf361838553"),
+    }
+
+    for name, (lines, digest) in v1.items():
+        # When the first lines of the current file are hashed
+        head = "".join((generate.DATA_DIR / name).read_text().splitlines(keepends=True)[:lines])
+
+        # Then they are v1's, unchanged (ids, wording, dates and split alike)
+        assert hashlib.sha256(head.encode()).hexdigest() == digest, name
+
+
+def test_every_user_has_between_15_and_25_chit_chat_memories_besides_v1_s_small_talk() -> None:
+    per_user = Counter(m.user_id for m in load_memories() if m.metadata["topic"] == "chit_chat")
+
+    assert len(per_user) == len(generate.PEOPLE)
+    assert all(15 <= n <= 25 for n in per_user.values()), per_user
+
+
+def test_lexical_questions_repeat_a_word_that_is_rare_among_their_user_s_memories() -> None:
+    # A lexical question is asked the way people ask about a named thing: it shares with its answer a word
+    # (name, code, number, brand) found in at most two of that user's memories, not just common words.
+    memories = load_memories()
+    lexical = [q for q in load_questions() if q.kind == "lexical"]
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+    assert len(lexical) >= 80
+    for q in lexical:
+        own = [m for m in memories if m.user_id == q.user_id]
+        frequency = Counter(w for m in own for w in words(m.content))
+        answers = set().union(*(words(m.content) for m in own if m.id in q.answer_ids))
+        assert any(frequency[w] <= 2 for w in words(q.question) & answers), q.question
 
 
 def test_every_answer_and_distractor_is_a_memory_of_the_question_s_own_user() -> None:
