@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+from companion_memory import wiring
 from companion_memory.adapters import migrations
 from companion_memory.config import IdentitySettings, MigrateSettings, settings_for
 from companion_memory.errors import CompanionMemoryError
@@ -38,7 +39,6 @@ def _migrate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
 
 
 def _owner_create(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
-    from companion_memory import wiring  # the identity stack only when asked for
 
     _load_settings(IdentitySettings, env_file)
     owner, api_key = wiring.identity_service().create_owner(args.name)
@@ -46,7 +46,6 @@ def _owner_create(args: argparse.Namespace, env_file: Path | None) -> dict[str, 
 
 
 def _keys_rotate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
-    from companion_memory import wiring
 
     _load_settings(IdentitySettings, env_file)
     rotated = wiring.signing_keys().rotate()
@@ -82,7 +81,6 @@ def _reembed(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
     narrow role of migrations/0006_reembed_role.sql; ``--dry-run`` only counts what is left."""
     from uuid import UUID
 
-    from companion_memory import wiring
     from companion_memory.adapters import aws
     from companion_memory.adapters.postgres import owner_conninfo_from
     from companion_memory.config import EmbeddingSettings
@@ -166,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"database unreachable: {str(error).strip().splitlines()[0]}")
     except (CompanionMemoryError, migrations.MigrationError) as error:
         return _fail(str(error))
+    finally:
+        # Stop the database pool's workers now: left to interpreter exit, each waits 5 s to be joined.
+        wiring.reset()
     print(json.dumps(result))
     return 0
 
