@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args, LOCAL_ENV_FILE if LOCAL_ENV_FILE.exists() else None)
     except psycopg.OperationalError as error:
         return _fail(f"database unreachable: {str(error).strip().splitlines()[0]}")
+    except psycopg.Error as error:  # e.g. a stack not migrated yet: say so in one line, no traceback
+        return _fail(f"database error: {str(error).strip().splitlines()[0]}")
     except (CompanionMemoryError, migrations.MigrationError) as error:
         return _fail(str(error))
     finally:
