@@ -152,7 +152,8 @@ class Authenticator:
         self._keys: _Ttl[str, StoredApiKey | None] = _Ttl(cache_s, monotonic)
         self._companions: _Ttl[tuple[UUID, UUID], Companion | None] = _Ttl(cache_s, monotonic)
         self._users: _Ttl[tuple[UUID, str], CompanionUser | None] = _Ttl(cache_s, monotonic)
-        self._touched: dict[UUID, datetime] = {}
+        # Keys whose use was recorded within the last interval (bounded like the caches above).
+        self._touched: _Ttl[UUID, bool] = _Ttl(TOUCH_INTERVAL.total_seconds(), monotonic)
 
     def authenticate_bearer(self, header: str | None) -> Principal:
         return self.authenticate(bearer_token(header))
@@ -234,10 +235,10 @@ class Authenticator:
         return user
 
     def _touch(self, owner_id: UUID, key_id: UUID, now: datetime) -> None:
-        last = self._touched.get(key_id)
-        if last is not None and now - last < TOUCH_INTERVAL:
+        recorded, _ = self._touched.get(key_id)
+        if recorded:
             return
-        self._touched[key_id] = now
+        self._touched.put(key_id, True)
         try:
             self._store.touch_api_key(owner_id, key_id, now, now - TOUCH_INTERVAL)
         except Exception:  # bookkeeping must never fail an authenticated request
