@@ -32,7 +32,7 @@ increment the same incarnation or lose the condition and go round again; none lo
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -128,34 +128,34 @@ class DynamoDbSessionStore:
 
     def _continue_or_create(self, visit: SessionVisit) -> Mapping[str, Any] | None:
         """The item after the write, or None when an expired incarnation is in the way."""
-        optional, values = _optional_fields(visit)
-        try:
-            with _translated("UpdateItem"):
-                response = self._client.update_item(
-                    TableName=self._table,
-                    Key=_key(visit),
-                    UpdateExpression=f"{_CONTINUE_OR_CREATE}{optional} ADD request_count :one",
-                    ConditionExpression="attribute_not_exists(pk) OR expires_at > :now",
-                    ExpressionAttributeValues={**_common_values(visit), **values, ":now": _now(visit)},
-                    ReturnValues="ALL_NEW",
-                )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return None
-        return response["Attributes"]
+        return self._conditional_update(
+            visit,
+            update=f"{_CONTINUE_OR_CREATE}{{optional}} ADD request_count :one",
+            condition="attribute_not_exists(pk) OR expires_at > :now",
+            returns="ALL_NEW",
+        )
 
     def _restart_expired(self, visit: SessionVisit) -> Mapping[str, Any] | None:
         """The expired incarnation this write replaced, or None when it is no longer expired (another
         request restarted it) or no longer there (TTL deleted it)."""
+        return self._conditional_update(
+            visit, update=f"{_RESTART}{{optional}}", condition="expires_at <= :now", returns="ALL_OLD"
+        )
+
+    def _conditional_update(
+        self, visit: SessionVisit, *, update: str, condition: str, returns: Literal["ALL_NEW", "ALL_OLD"]
+    ) -> Mapping[str, Any] | None:
+        """One UpdateItem of the visit's record; None when ``condition`` does not hold."""
         optional, values = _optional_fields(visit)
         try:
             with _translated("UpdateItem"):
                 response = self._client.update_item(
                     TableName=self._table,
                     Key=_key(visit),
-                    UpdateExpression=f"{_RESTART}{optional}",
-                    ConditionExpression="expires_at <= :now",
+                    UpdateExpression=update.format(optional=optional),
+                    ConditionExpression=condition,
                     ExpressionAttributeValues={**_common_values(visit), **values, ":now": _now(visit)},
-                    ReturnValues="ALL_OLD",
+                    ReturnValues=returns,
                 )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
