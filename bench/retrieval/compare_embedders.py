@@ -144,7 +144,7 @@ def main() -> int:
     parser.add_argument("--split", choices=["all", "tune", "test"], default="all")
     args = parser.parse_args()
     questions = load_questions(split=None if args.split == "all" else args.split)
-    kinds = ["paraphrase", "temporal", "multi_hop", "distractor"]
+    kinds = ["paraphrase", "temporal", "multi_hop", "distractor", "lexical"]
     print(f"{len(questions)} questions ({args.split}); per kind: recall@5 | recall@10 | MRR\n")
     print("| model | dims | R@5 | R@10 | MRR | " + " | ".join(f"{k} R@10" for k in kinds)
           + " | install MB | load s | texts/s (batch 64) |")  # fmt: skip
