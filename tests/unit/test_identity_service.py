@@ -488,3 +488,20 @@ def test_a_companion_key_id_is_not_an_owner_key(
     companion_key = service.create_api_key(owner, companion.id, ApiKeyCreate())
     with pytest.raises(NotFound):
         service.revoke_owner_key(owner, companion_key.id)
+
+
+def test_a_user_token_cannot_read_its_companions_record(
+    service: IdentityService, companion: Companion
+) -> None:
+    # Given an end user's token of the companion (its config is the owner's and the companion's business)
+    user = Principal(
+        kind="user",
+        owner_id=companion.owner_id,
+        companion_id=companion.id,
+        user_id="alice",
+        scopes=frozenset({"memories:read"}),
+        token_id="t1",
+    )
+    # When it reads the companion, Then it is answered like a missing companion
+    with pytest.raises(NotFound):
+        service.get_companion(user, companion.id)

@@ -115,7 +115,7 @@ class IdentityService:
         """Owners read their companions; a companion's key reads its own. Anything else: not found."""
         if principal.kind == "owner":
             require(principal, tokens.SCOPE_ADMIN)
-        elif principal.companion_id != companion_id:
+        elif principal.kind != "companion" or principal.companion_id != companion_id:
             raise NotFound(NO_SUCH_COMPANION)
         companion = self._store.get_companion(principal.owner_id, companion_id)
         if companion is None:
