@@ -6,7 +6,7 @@
 What runs: for every function of template.yaml, a fresh interpreter imports `app` from
 `<build-dir>/<LogicalId>/` with the layer and a stand-in of the Lambda runtime's boto3 on sys.path,
 in the order Lambda uses (task, layer, runtime), with the function's environment from the template
-(intrinsics replaced by placeholders: wiring is lazy, so init connects nowhere). The time is taken
+(intrinsics replaced by stand-in values: wiring is lazy, so init connects nowhere). The time is taken
 inside the child around the import, so interpreter start-up is excluded from every row alike.
 
 The built layer holds aarch64 wheels and this machine may not be aarch64, so the compiled extensions
@@ -174,7 +174,7 @@ def layout_difference(artifact: Path, bench: Path) -> tuple[int, list[str], int]
     return len(common), differing, len(left.keys() ^ right.keys())
 
 
-def placeholder(name: str, value: Any) -> str:
+def stand_in(name: str, value: Any) -> str:
     """A literal from the template as is; an intrinsic (resolved by CloudFormation) as a harmless stand-in."""
     if isinstance(value, str | int | float):
         return str(value)
@@ -211,7 +211,7 @@ def lambda_environment(function: str, task_root: Path, variables: dict[str, Any]
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_SESSION_TOKEN": "bench",
-        **{key: placeholder(key, value) for key, value in variables.items()},
+        **{key: stand_in(key, value) for key, value in variables.items()},
     }
 
 
