@@ -32,28 +32,23 @@ def describe_validation(error: ValidationError) -> str:
 
 
 def mapped[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
-    """Run a tool; our errors become tool errors with their code, never a stack trace."""
-
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except CompanionMemoryError as error:
-            raise ToolError(describe(error)) from None
-        except ValidationError as error:
-            raise ToolError(describe_validation(error)) from None
-
-    return run
+    """Run a tool; our errors and invalid input become tool errors with their code, never a stack trace."""
+    return _mapped_to(ToolError, fn)
 
 
 def mapped_resource[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """The same for resources and prompts: a ``ResourceError`` carries the message to the client."""
+    return _mapped_to(ResourceError, fn)
 
+
+def _mapped_to[**P, R](kind: type[Exception], fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except CompanionMemoryError as error:
-            raise ResourceError(describe(error)) from None
+            raise kind(describe(error)) from None
+        except ValidationError as error:
+            raise kind(describe_validation(error)) from None
 
     return run
