@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from companion_memory.auth import api_keys
 from companion_memory.auth.principal import (
     TOUCH_INTERVAL,
     Authenticator,
@@ -344,3 +345,26 @@ def test_a_companion_key_is_scoped_to_its_companion_and_all_its_users(world: Wor
     assert world.auth.scope_for(principal, world.companion.id).user_id == ALL_USERS
     with pytest.raises(NotFound):
         world.auth.scope_for(principal, uuid4())
+
+
+def test_a_flood_of_unknown_keys_does_not_flush_the_real_keys_from_the_cache(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a companion key in the cache, and lookups counted from here on
+    world.companion_principal()
+    lookups: list[str] = []
+    real_lookup = world.store.api_key_by_prefix
+
+    def counted(prefix: str) -> object:
+        lookups.append(prefix)
+        return real_lookup(prefix)
+
+    monkeypatch.setattr(world.store, "api_key_by_prefix", counted)
+    # When an attacker presents more well-formed unknown keys than the cache holds
+    for _ in range(10_001):
+        with pytest.raises(Unauthorized):
+            world.auth.authenticate(api_keys.generate("companion").plaintext)
+    # Then the real key is still answered from the cache, without a lookup
+    real_prefix = api_keys.parse(world.companion_key).prefix  # type: ignore[union-attr]
+    world.companion_principal()
+    assert real_prefix not in lookups

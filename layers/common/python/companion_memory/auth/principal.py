@@ -200,7 +200,10 @@ class Authenticator:
         found, stored = self._keys.get(presented.prefix)
         if not found:
             stored = self._store.api_key_by_prefix(presented.prefix)
-            self._keys.put(presented.prefix, stored)
+            # Misses are not cached: a flood of random prefixes would otherwise fill the map and flush
+            # the real keys from it (a repeated bad key is already cached by the HttpApi authorizer).
+            if stored is not None:
+                self._keys.put(presented.prefix, stored)
         now = self._now()
         if not api_keys.matches(presented, None if stored is None else stored.hash):
             raise Unauthorized(INVALID_CREDENTIAL)
