@@ -107,17 +107,24 @@ class PostgresReembedStore:
     """One connection per claim (a batch runs for seconds; reconnecting costs milliseconds and never
     reuses a connection a timeout or failover left broken)."""
 
-    def __init__(self, owner_conninfo: str, *, statement_timeout_ms: int = 60_000) -> None:
+    def __init__(
+        self, owner_conninfo: str, *, statement_timeout_ms: int = 60_000, idle_timeout_ms: int = 300_000
+    ) -> None:
         self._conninfo = owner_conninfo
         # Longer than a request's: counting what is left reads every memory once.
         self._statement_timeout_ms = statement_timeout_ms
+        # A claim stays open while the model embeds its batch; if this process hangs, the server ends the
+        # transaction (and its claim locks) rather than keep them forever.
+        self._idle_timeout_ms = idle_timeout_ms
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
         with psycopg.connect(self._conninfo, autocommit=True) as conn, conn.transaction():
             conn.execute("SET LOCAL ROLE companion_reembed")  # ROLE; an identifier, never a parameter
             conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (str(self._statement_timeout_ms),)
+                "SELECT set_config('statement_timeout', %s, true),"
+                " set_config('idle_in_transaction_session_timeout', %s, true)",
+                (str(self._statement_timeout_ms), str(self._idle_timeout_ms)),
             )
             yield conn
 
