@@ -21,9 +21,8 @@ from companion_memory.auth.principal import (
     require,
 )
 from companion_memory.domain.identity import IdentityService
-from companion_memory.errors import Forbidden, NotFound, Unauthorized
+from companion_memory.errors import Forbidden, Unauthorized
 from companion_memory.models.identity import ApiKeyCreate, Companion, CompanionCreate, TokenRequest
-from companion_memory.models.tenancy import ALL_USERS
 from tests.support.identity import InMemoryIdentityStore, InMemorySigningKeys, ManualClock
 
 ISSUER = "https://memory.example"
@@ -318,33 +317,6 @@ def test_a_deleted_companions_user_tokens_are_refused(world: World) -> None:
     world.clock.advance(CACHE_S)
     with pytest.raises(Unauthorized):
         world.auth.authenticate(token)
-
-
-# --- tenant scope -------------------------------------------------------------------------------------------
-
-
-def test_an_owner_acting_on_another_owners_companion_gets_not_found(world: World) -> None:
-    _, rival_key = world.service.create_owner("Rival")
-    rival = world.auth.authenticate(rival_key)
-    with pytest.raises(NotFound) as theirs:
-        world.auth.scope_for(rival, world.companion.id)
-    with pytest.raises(NotFound) as missing:
-        world.auth.scope_for(rival, uuid4())
-    assert theirs.value.to_body() == missing.value.to_body()
-
-
-def test_a_user_is_scoped_to_itself_whatever_user_it_names(world: World) -> None:
-    principal = world.auth.authenticate(world.user_token("alice"))
-    assert world.auth.scope_for(principal, world.companion.id).user_id == "alice"
-    with pytest.raises(NotFound):
-        world.auth.scope_for(principal, world.companion.id, "bob")
-
-
-def test_a_companion_key_is_scoped_to_its_companion_and_all_its_users(world: World) -> None:
-    principal = world.companion_principal()
-    assert world.auth.scope_for(principal, world.companion.id).user_id == ALL_USERS
-    with pytest.raises(NotFound):
-        world.auth.scope_for(principal, uuid4())
 
 
 def test_a_flood_of_unknown_keys_does_not_flush_the_real_keys_from_the_cache(

@@ -4,7 +4,8 @@
 principal costs no database read: key records and the (companion status, user block) pair are cached in
 process for ``cache_s`` (15 s by default), which bounds how long a revoked key, a blocked user or a paused
 companion keeps working in one sandbox (the authorizer's result cache adds its own TTL at the API; see
-docs/security.md). Cross-tenant requests are answered 404 "not found", exactly like a missing resource.
+docs/security.md). What a principal may touch is decided by ``domain/memory_access.py`` (REST and MCP alike):
+cross-tenant requests are answered 404 "not found", exactly like a missing resource.
 """
 
 import threading
@@ -23,9 +24,8 @@ from companion_memory.auth.context import (
     rejected_by_authorizer,
 )
 from companion_memory.auth.tokens import InvalidToken
-from companion_memory.errors import Forbidden, NotFound, Unauthorized
+from companion_memory.errors import Forbidden, Unauthorized
 from companion_memory.models.identity import Companion, CompanionUser, StoredApiKey
-from companion_memory.models.tenancy import ALL_USERS, TenantScope
 from companion_memory.observability import logger
 from companion_memory.ports import IdentityStore
 
@@ -246,28 +246,3 @@ class Authenticator:
             self._store.touch_api_key(owner_id, key_id, now, now - TOUCH_INTERVAL)
         except Exception:  # bookkeeping must never fail an authenticated request
             logger.warning("could not record key use", extra={"key_id": str(key_id)})
-
-    def scope_for(self, principal: Principal, companion_id: UUID, user_id: str | None = None) -> TenantScope:
-        """The tenant context for ``principal`` acting on ``companion_id`` (and one user, or all of them).
-
-        Not the principal's companion, or not its user: NotFound, the same answer as a missing companion.
-        """
-        if principal.kind == "owner":
-            self._require_owned(principal.owner_id, companion_id)
-        elif principal.companion_id != companion_id:
-            raise NotFound("No such companion")
-        if principal.kind == "user":
-            if user_id is not None and user_id != principal.user_id:
-                raise NotFound("No such user")
-            user_id = principal.user_id
-        return TenantScope(
-            owner_id=principal.owner_id, companion_id=companion_id, user_id=user_id or ALL_USERS
-        )
-
-    def _require_owned(self, owner_id: UUID, companion_id: UUID) -> None:
-        found, companion = self._companions.get((owner_id, companion_id))
-        if not found:
-            companion = self._store.get_companion(owner_id, companion_id)
-            self._companions.put((owner_id, companion_id), companion)
-        if companion is None:
-            raise NotFound("No such companion")
