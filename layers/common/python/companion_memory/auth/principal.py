@@ -8,7 +8,6 @@ docs/security.md). What a principal may touch is decided by ``domain/memory_acce
 cross-tenant requests are answered 404 "not found", exactly like a missing resource.
 """
 
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from companion_memory.auth.context import (
     rejected_by_authorizer,
 )
 from companion_memory.auth.tokens import InvalidToken
+from companion_memory.caching import TtlCache
 from companion_memory.errors import Forbidden, Unauthorized
 from companion_memory.models.identity import Companion, CompanionUser, StoredApiKey
 from companion_memory.observability import logger
@@ -108,30 +108,6 @@ def bearer_token(header: str | None) -> str:
     return credential
 
 
-class _Ttl[K, V]:
-    """A tiny thread-safe TTL map (per sandbox)."""
-
-    def __init__(self, ttl_s: float, monotonic: Callable[[], float], max_entries: int = 10_000) -> None:
-        self._ttl_s = ttl_s
-        self._monotonic = monotonic
-        self._max_entries = max_entries
-        self._entries: dict[K, tuple[float, V]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> tuple[bool, V | None]:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or self._monotonic() - entry[0] >= self._ttl_s:
-                return False, None
-            return True, entry[1]
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()  # bounded memory beats an LRU's bookkeeping for a 15 s cache
-            self._entries[key] = (self._monotonic(), value)
-
-
 class Authenticator:
     def __init__(
         self,
@@ -149,11 +125,11 @@ class Authenticator:
         self._verification_keys = verification_keys
         self._issuer = issuer
         self._audience = audience
-        self._keys: _Ttl[str, StoredApiKey | None] = _Ttl(cache_s, monotonic)
-        self._companions: _Ttl[tuple[UUID, UUID], Companion | None] = _Ttl(cache_s, monotonic)
-        self._users: _Ttl[tuple[UUID, str], CompanionUser | None] = _Ttl(cache_s, monotonic)
+        self._keys: TtlCache[str, StoredApiKey | None] = TtlCache(cache_s, monotonic)
+        self._companions: TtlCache[tuple[UUID, UUID], Companion | None] = TtlCache(cache_s, monotonic)
+        self._users: TtlCache[tuple[UUID, str], CompanionUser | None] = TtlCache(cache_s, monotonic)
         # Keys whose use was recorded within the last interval (bounded like the caches above).
-        self._touched: _Ttl[UUID, bool] = _Ttl(TOUCH_INTERVAL.total_seconds(), monotonic)
+        self._touched: TtlCache[UUID, bool] = TtlCache(TOUCH_INTERVAL.total_seconds(), monotonic)
 
     def authenticate_bearer(self, header: str | None) -> Principal:
         return self.authenticate(bearer_token(header))

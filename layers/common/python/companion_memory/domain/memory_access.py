@@ -17,7 +17,6 @@ sandbox within seconds, without a database read per request. MCP tools run in wo
 is locked.
 """
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, Protocol
 from uuid import UUID
@@ -28,6 +27,7 @@ from companion_memory.auth.tokens import (
     SCOPE_MEMORIES_READ,
     SCOPE_MEMORIES_WRITE,
 )
+from companion_memory.caching import TtlCache
 from companion_memory.errors import Forbidden, NotFound
 from companion_memory.models.identity import Companion, CompanionUser
 from companion_memory.models.tenancy import TenantScope
@@ -85,11 +85,7 @@ class MemoryAccess:
     ) -> None:
         self._store = store
         self._admission = admission
-        self._cache_s = cache_s
-        self._monotonic = monotonic
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[object, ...], tuple[float, Any]] = {}
+        self._cache: TtlCache[tuple[object, ...], Any] = TtlCache(cache_s, monotonic, max_entries)
 
     def authorize(self, actor: Actor, companion_id: UUID, user_id: str, operation: Operation) -> TenantScope:
         """The tenant scope of ``user_id``'s memories of ``companion_id`` for ``operation``, or an error:
@@ -115,7 +111,7 @@ class MemoryAccess:
         return TenantScope(owner_id=actor.owner_id, companion_id=companion_id, user_id=user_id)
 
     def _check_user(self, owner_id: UUID, companion_id: UUID, user_id: str, operation: Operation) -> None:
-        user: CompanionUser | None = self._cached(
+        user: CompanionUser | None = self._cache.get_or_load(
             ("user", companion_id, user_id),
             lambda: self._store.companion_user(owner_id, companion_id, user_id),
         )
@@ -131,22 +127,10 @@ class MemoryAccess:
             )
 
     def _companion(self, owner_id: UUID, companion_id: UUID) -> Companion:
-        companion: Companion | None = self._cached(
+        companion: Companion | None = self._cache.get_or_load(
             ("companion", owner_id, companion_id),
             lambda: self._store.get_companion(owner_id, companion_id),
         )
         if companion is None:
             raise NotFound(NO_SUCH_COMPANION)
         return companion
-
-    def _cached(self, key: tuple[object, ...], load: Callable[[], Any]) -> Any:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and self._monotonic() - entry[0] < self._cache_s:
-                return entry[1]
-        value = load()  # outside the lock: a slow read never holds up the other threads' cache hits
-        with self._lock:
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()  # bounded memory beats an LRU's bookkeeping for a seconds-long cache
-            self._entries[key] = (self._monotonic(), value)
-        return value
