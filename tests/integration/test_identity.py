@@ -23,7 +23,7 @@ from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
 from companion_memory.auth.keyset import SigningKeySet
 from companion_memory.auth.principal import Authenticator, Principal
-from companion_memory.config import AwsSettings, PostgresSettings
+from companion_memory.config import AwsSettings
 from companion_memory.domain.identity import IdentityService
 from companion_memory.errors import Conflict, NotFound, Unauthorized
 from companion_memory.models.identity import (
@@ -37,6 +37,7 @@ from companion_memory.models.identity import (
     UserPermissions,
 )
 from companion_memory.models.tenancy import TenantScope
+from tests.support.database import app_database
 from tests.support.identity import InMemorySigningKeys, ManualClock
 
 ISSUER = "https://memory.example"
@@ -46,9 +47,8 @@ CACHE_S = 15.0
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
-    db = Database(os.environ["DATABASE_URL"], PostgresSettings(db_pool_max_size=2))
-    yield db
-    db.close()
+    with app_database(pool_size=2) as db:
+        yield db
 
 
 @dataclass

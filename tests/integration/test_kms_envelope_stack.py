@@ -15,10 +15,11 @@ from botocore.config import Config
 from companion_memory.adapters import aws
 from companion_memory.adapters.kms_envelope import KmsDataKeys, PostgresWrappedKeys
 from companion_memory.adapters.postgres import Database
-from companion_memory.config import AwsSettings, PostgresSettings
+from companion_memory.config import AwsSettings
 from companion_memory.domain.envelope import EnvelopeCipher, encryption_context
 from companion_memory.errors import ContentIntegrityError, ContentShredded, DependencyUnavailable
 from companion_memory.models.tenancy import TenantScope
+from tests.support.database import app_database
 
 
 class ManualClock:
@@ -42,9 +43,8 @@ class KmsCalls:
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
-    db = Database(os.environ["DATABASE_URL"], PostgresSettings())
-    yield db
-    db.close()
+    with app_database() as db:
+        yield db
 
 
 @pytest.fixture

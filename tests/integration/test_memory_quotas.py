@@ -3,7 +3,6 @@
 write over a quota is refused with nothing written."""
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,13 +14,13 @@ import pytest
 from companion_memory.adapters.clock import SystemClock
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore
-from companion_memory.config import PostgresSettings
 from companion_memory.domain.memory import MemoryService
 from companion_memory.errors import QuotaExceeded
 from companion_memory.models.memory import MemoryChanges, NewMemory
 from companion_memory.models.tenancy import TenantScope
 from tests.support.cipher import FakeCipher
 from tests.support.clock import FakeClock
+from tests.support.database import app_database
 from tests.support.embedders import HashEmbedder
 
 EMBEDDER = HashEmbedder(256)
@@ -44,9 +43,8 @@ TOPICS = [
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
-    db = Database(os.environ["DATABASE_URL"], PostgresSettings(db_pool_max_size=8))
-    yield db
-    db.close()
+    with app_database(pool_size=8) as db:
+        yield db
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Row-level security on the memory tables, tried as an attacker would: as the app role, through
 ``Database.transaction(scope)``, without context, across users, across companions, and against history."""
 
-import os
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,10 +12,10 @@ from psycopg import errors
 from companion_memory.adapters.clock import SystemClock
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore
-from companion_memory.config import PostgresSettings
 from companion_memory.domain.memory import MemoryService
 from companion_memory.models.memory import NewMemory
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
+from tests.support.database import app_database
 from tests.support.embedders import HashEmbedder
 
 TABLES = ("memories", "memory_embeddings", "memory_relations", "memory_history")
@@ -24,9 +23,8 @@ TABLES = ("memories", "memory_embeddings", "memory_relations", "memory_history")
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
-    db = Database(os.environ["DATABASE_URL"], PostgresSettings(db_pool_max_size=1))
-    yield db
-    db.close()
+    with app_database(pool_size=1) as db:
+        yield db
 
 
 def _seed(database: Database) -> UUID:

@@ -15,13 +15,13 @@ import pytest
 from companion_memory.adapters.clock import SystemClock
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore, create_embedding_index
-from companion_memory.config import PostgresSettings
 from companion_memory.domain.memory import MemoryService
 from companion_memory.errors import Conflict, NotFound, ValidationFailed
 from companion_memory.models.memory import ListFilter, MemoryChanges, MemoryCriteria, NewMemory, RecallQuery
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 from tests.support.cipher import FakeCipher
 from tests.support.clock import FakeClock
+from tests.support.database import app_database
 from tests.support.embedders import HashEmbedder, cosine
 
 EMBEDDER = HashEmbedder(256)
@@ -29,9 +29,8 @@ EMBEDDER = HashEmbedder(256)
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
-    db = Database(os.environ["DATABASE_URL"], PostgresSettings(db_pool_max_size=4))
-    yield db
-    db.close()
+    with app_database(pool_size=4) as db:
+        yield db
 
 
 @pytest.fixture(scope="module")

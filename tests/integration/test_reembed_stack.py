@@ -19,12 +19,12 @@ from companion_memory.adapters.clock import SystemClock
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_memory import PostgresMemoryStore
 from companion_memory.adapters.postgres_reembed import PostgresReembedStore
-from companion_memory.config import PostgresSettings
 from companion_memory.domain.memory import MemoryService
 from companion_memory.domain.reembed import Reembedder, ReembedReport
 from companion_memory.models.memory import MemoryChanges, NewMemory, RecallQuery
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 from tests.support.cipher import FakeCipher
+from tests.support.database import app_database
 from tests.support.embedders import HashEmbedder
 
 OLD = HashEmbedder(16, model_id="test:reembed-a:16")
@@ -40,9 +40,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
-    db = Database(os.environ["DATABASE_URL"], PostgresSettings(db_pool_max_size=4))
-    yield db
-    db.close()
+    with app_database(pool_size=4) as db:
+        yield db
 
 
 @pytest.fixture(scope="module")

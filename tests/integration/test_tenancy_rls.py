@@ -1,7 +1,6 @@
 """Row-level security on the tenancy tables, tried as an attacker would: as the app role, with and
 without context, through a pooled connection reused across tenants."""
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -10,17 +9,15 @@ import pytest
 from psycopg import errors
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.config import PostgresSettings
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
+from tests.support.database import app_database
 
 
 @pytest.fixture(scope="module")
 def database(stack: object) -> Iterator[Database]:
     # One pooled connection, so every transaction below reuses the same server session.
-    settings = PostgresSettings(db_pool_max_size=1)
-    db = Database(os.environ["DATABASE_URL"], settings)
-    yield db
-    db.close()
+    with app_database(pool_size=1) as db:
+        yield db
 
 
 def _tenant(database: Database) -> tuple[uuid.UUID, uuid.UUID]:
