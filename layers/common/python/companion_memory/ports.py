@@ -394,3 +394,24 @@ class SigningKeyStore(Protocol):
     def load(self) -> "SigningKeySet": ...
 
     def rotate(self) -> "SigningKeySet": ...
+
+
+class TenantDataStore(Protocol):
+    """A store that holds data of a companion's users. Erasing a user and deleting a companion reach
+    every one of them (``wiring.tenant_data_stores``); a store added later that holds user data joins
+    that list, or erasure leaves a trace behind.
+
+    Both calls are idempotent (a second call removes nothing and says so) and answer what they removed,
+    per kind of item, for the receipt: ``{"memories": 12, "memory_history": 30}``. Counts only, never
+    content. Raise DependencyUnavailable when the store cannot be reached (the caller retries the whole
+    erasure: everything already removed stays removed).
+    """
+
+    @property
+    def name(self) -> str:
+        """The store in the receipt: ``postgres``, ``redis``, ``dynamodb``."""
+        ...
+
+    def erase_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> dict[str, int]: ...
+
+    def erase_companion(self, owner_id: UUID, companion_id: UUID) -> dict[str, int]: ...

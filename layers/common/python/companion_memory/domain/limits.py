@@ -16,38 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from companion_memory.errors import DependencyUnavailable, QuotaExceeded, ValidationFailed
+from companion_memory.errors import DependencyUnavailable, QuotaExceeded
+from companion_memory.models.companion_config import Limits
 from companion_memory.observability import logger, metrics
 from companion_memory.ports import RateLimiter
 
 FailureMode = Literal["open", "closed"]
-
-
-class Limits(BaseModel):
-    """``config["limits"]`` of a companion; every field has a default, unknown fields are refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    requests_per_minute: int = Field(default=120, ge=1, le=100_000)
-    interactions_per_day: int = Field(default=10_000, ge=1, le=10_000_000)
-    max_memories_per_user: int = Field(default=10_000, ge=1, le=1_000_000)
-    max_content_bytes_per_user: int = Field(default=10 * 1024 * 1024, ge=1, le=10 * 1024**3)
-
-    @classmethod
-    def of(cls, config: Mapping[str, Any]) -> "Limits":
-        """The limits of a companion config; a malformed ``limits`` object is a clear error."""
-        raw = config.get("limits", {})
-        if not isinstance(raw, Mapping):
-            raise ValidationFailed("config.limits must be an object")
-        try:
-            return cls.model_validate(dict(raw))
-        except ValidationError as error:
-            problems = [
-                {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()
-            ]
-            raise ValidationFailed("config.limits is invalid", details={"problems": problems}) from None
 
 
 @dataclass(frozen=True, slots=True)
