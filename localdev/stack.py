@@ -318,6 +318,9 @@ class Stack:
             return all(procs.port_open(ports[name]) for name in service.ports)
 
         if not procs.wait_until(ready, _START_TIMEOUT_S):
+            # A service that never opened its port is stopped, not left running with no one to stop it.
+            procs.stop_group(pid or 0, service.marker)
+            self._pidfile(service).unlink(missing_ok=True)
             raise StackError(
                 f"{service.name} did not open its port in {_START_TIMEOUT_S:.0f} s:\n{self._tail(service)}"
             )
