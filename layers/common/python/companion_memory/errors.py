@@ -86,6 +86,18 @@ class QuotaExceeded(CompanionMemoryError):
         return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
+class TooManySessions(CompanionMemoryError):
+    """A new conversation would pass the companion's ``limits.max_concurrent_sessions``.
+
+    429 with its own code: the request is refused because of how many conversations are open, not how
+    fast this caller goes. Continuing an open conversation still works; a new one works once another has
+    been idle for its 30-minute expiry, so a quick retry does not help (not ``retryable``).
+    """
+
+    code = "too_many_sessions"
+    status = 429
+
+
 class ContentShredded(CompanionMemoryError):
     """The companion's data key was destroyed: its sealed content can never be opened again."""
 
