@@ -13,6 +13,7 @@ from companion_memory import wiring
 from companion_memory.auth.principal import principal_from_authorizer_context
 from companion_memory.config import IdentitySettings, settings_for
 from companion_memory.http.resolver import build_resolver, json_response
+from companion_memory.models.erasure import CompanionDeletionReceipt, UserErasureReceipt
 from companion_memory.models.identity import Companion, CompanionCreate, CompanionUser, UserPermissions
 from companion_memory.observability import logger, metrics, tracer
 
@@ -49,6 +50,24 @@ def get_companion_user(companion_id: UUID, user_id: UserId) -> CompanionUser:
 def set_user_permissions(companion_id: UUID, user_id: UserId, request: UserPermissions) -> CompanionUser:
     principal = principal_from_authorizer_context(app.current_event.raw_event)
     return wiring.identity_service().update_user_permissions(principal, companion_id, user_id, request)
+
+
+@app.delete(
+    "/companions/<companion_id>",
+    summary="Delete a companion: tombstone, crypto-shred, revoke its keys, purge every store (idempotent)",
+)
+def delete_companion(companion_id: UUID) -> CompanionDeletionReceipt:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.erasure_service().delete_companion(principal, companion_id)
+
+
+@app.delete(
+    "/companions/<companion_id>/users/<user_id>",
+    summary="Erase a user: memories, history, sessions, counters, relationship record, in every store",
+)
+def erase_user(companion_id: UUID, user_id: UserId) -> UserErasureReceipt:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.erasure_service().erase_user(principal, companion_id, user_id)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

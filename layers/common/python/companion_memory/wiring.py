@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from companion_memory.auth.principal import Authenticator
     from companion_memory.config import EmbeddingSettings
     from companion_memory.domain.envelope import EnvelopeCipher
+    from companion_memory.domain.erasure import ErasureService
     from companion_memory.domain.health import HealthService
     from companion_memory.domain.identity import IdentityService
     from companion_memory.domain.limits import RequestGuard
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from companion_memory.domain.reembed import Reembedder
     from companion_memory.domain.sessions import SessionService
     from companion_memory.mcp.access import McpServices
-    from companion_memory.ports import DependencyProbe, Embedder
+    from companion_memory.ports import DependencyProbe, Embedder, TenantDataStore
 
 
 @cache
@@ -299,6 +300,34 @@ def memory_importer() -> MemoryImporter:
     return MemoryImporter(memory_service(), PostgresImportKeys(database()), SystemClock())
 
 
+@cache
+def tenant_data_stores() -> list[TenantDataStore]:
+    """Every store that holds data of a companion's users: erasing a user and deleting a companion reach each
+    one (``ports.TenantDataStore``). A store that starts holding user data joins this list."""
+    from companion_memory.adapters.dynamodb_erasure import DynamoDbErasure
+    from companion_memory.adapters.postgres_erasure import PostgresErasure
+    from companion_memory.adapters.redis_erasure import RedisErasure
+
+    return [
+        PostgresErasure(database()),
+        RedisErasure(redis_connection()),
+        DynamoDbErasure(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table),
+    ]
+
+
+@cache
+def erasure_service() -> ErasureService:
+    """User erasure and companion deletion (tombstone, crypto-shred, purge of every tenant data store)."""
+    from companion_memory.adapters.clock import SystemClock
+    from companion_memory.adapters.postgres_erasure import PostgresErasure
+    from companion_memory.domain.erasure import ErasureService
+
+    shredder = content_cipher() if settings_for(KmsSettings).kms_key_id is not None else None
+    return ErasureService(
+        identity_store(), PostgresErasure(database()), tenant_data_stores(), SystemClock(), shredder
+    )
+
+
 def reembedder(
     owner_conninfo: str, embedding: EmbeddingSettings, companion_id: UUID | None = None
 ) -> Reembedder:
@@ -360,6 +389,8 @@ _BUILT = (
     memory_access,
     memory_importer,
     mcp_services,
+    tenant_data_stores,
+    erasure_service,
 )
 
 
