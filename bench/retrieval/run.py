@@ -216,6 +216,42 @@ def scores_by_kind(
     return table
 
 
+@dataclass(frozen=True)
+class Missed:
+    kind: str
+    vector_rank: int | None  # in the vector-only ranking (limit 50); None: not among its first 50
+    shares_a_term: bool  # the keyword ranker scores it above 0 (it matches some query term)
+
+
+def headroom(
+    vector_only: MemoryService,
+    keyword_only: MemoryService,
+    loaded: Loaded,
+    questions: Sequence[LabelledQuestion],
+) -> tuple[list[Missed], int]:
+    """Every answer the vector-only ranking leaves out of its top 10, and whether it matches any query term
+    (its keyword part is above 0 in the keyword-only ranking of the question's first 50).
+
+    Why it matters: relevance = w x vector + (1 - w) x keyword with keyword >= 0, times the same boosts.
+    A memory above an answer whose keyword part is 0 in the vector-only ranking stays above it in every
+    hybrid (its own keyword part only adds), so such an answer can never rise into the hybrid's top 10.
+    When every missed answer matches no term, no weight of this fusion can raise R@10 over vector-only.
+    Also returns how many questions had 50 keyword matches (where "matches no term" is not certain)."""
+    missed: list[Missed] = []
+    saturated = 0
+    for q in questions:
+        scope = TenantScope(companion_id=loaded.companion, user_id=q.user_id)
+        wide = RecallQuery(query=q.question, limit=50, since=q.since, until=q.until)
+        ranked = [str(m.id) for m in vector_only.recall(scope, wide).memories]
+        matched = {str(m.id) for m in keyword_only.recall(scope, wide).memories if m.score_parts.keyword > 0}
+        saturated += len(matched) >= 50
+        for answer in {str(loaded.stored_id[a]) for a in q.answer_ids}:
+            if answer not in ranked[:10]:
+                rank = ranked.index(answer) + 1 if answer in ranked else None
+                missed.append(Missed(q.kind, rank, answer in matched))
+    return missed, saturated
+
+
 def objective(s: Scores) -> float:
     """What the grid maximises on the tune split: the three figures alike."""
     return (s.recall_at_5 + s.recall_at_10 + s.mrr) / 3
@@ -350,6 +386,33 @@ def main(argv: list[str] | None = None) -> int:
                     for k in KINDS
                 )
                 print(f"| {name} | {t['all'].row()} | {kinds} |")
+
+        print(
+            "\nheadroom (vector-only, tuned boosts): answers outside its top 10, and how many of them match "
+            "any query term (only those can rise in a hybrid; see headroom())"
+        )
+        for label, questions in (("TUNE", tune), ("TEST", test)):
+            missed, saturated = headroom(
+                MemoryService(store, embedder, clock, policy=policy(defaults, 1.0, boosts_best)),
+                MemoryService(store, embedder, clock, policy=policy(defaults, 0.0, boosts_best)),
+                loaded,
+                questions,
+            )
+            by_kind: dict[str, list[Missed]] = defaultdict(list)
+            for m in missed:
+                by_kind[m.kind].append(m)
+            kinds = ", ".join(
+                f"{k} {len(ms)} (sharing a term {sum(m.shares_a_term for m in ms)})"
+                for k, ms in sorted(by_kind.items())
+            )
+            sharing = sum(m.shares_a_term for m in missed)
+            ranks = sorted(m.vector_rank for m in missed if m.vector_rank is not None)
+            below = sum(m.vector_rank is None for m in missed)
+            print(
+                f"{label}: {len(missed)} answers missed, {sharing} share a query term; by kind: "
+                f"{kinds or '-'}; their vector-only ranks {ranks} and {below} below 50; questions with 50 "
+                f"keyword matches: {saturated}"
+            )
 
         timings = []
         probe = MemoryService(store, embedder, clock, policy=policy(defaults, vw_best, boosts_best))
