@@ -70,3 +70,34 @@ CREATE POLICY session_log_tenant_guard ON session_log AS RESTRICTIVE TO companio
     WITH CHECK (companion_id = app_companion_id() AND app_user_in_scope(user_id));
 -- Append-only but erasable: no UPDATE (a folded session never changes).
 GRANT SELECT, INSERT, DELETE ON session_log TO companion_app;
+
+-- Memory upkeep (domain/upkeep.py, run by the cleanup schedule under the companion-wide context).
+--   decayed_at  when importance last decayed: decay is by the time since then (or since the last recall or
+--               creation, whichever is later), so a run that repeats, overlaps or comes late decays by the
+--               same total. It is bookkeeping like access_count: no version, no history, no updated_at.
+--   deduped_at  when consolidation last compared this memory with the user's others; NULL, or older than
+--               updated_at (the content changed), means compare it again. A new memory is compared with
+--               every older one, so a pair of compared memories never needs comparing twice.
+ALTER TABLE memories
+    ADD COLUMN decayed_at timestamptz,
+    ADD COLUMN deduped_at timestamptz;
+-- Consolidation's candidates: a user's live memories not compared since their last change.
+CREATE INDEX memories_dedupe_pending ON memories (companion_id, user_id)
+    WHERE forgotten_at IS NULL AND archived_at IS NULL AND (deduped_at IS NULL OR deduped_at < updated_at);
+
+-- What upkeep records in a memory's history: expired (soft-forgotten by its expiry, the companion's
+-- retention or the per-user cap: restorable until the purge), consolidated (archived into a near-duplicate,
+-- linked consolidated_into it). Archiving below the importance threshold is 'archived'; decay writes none.
+ALTER TABLE memory_history DROP CONSTRAINT memory_history_change_check;
+ALTER TABLE memory_history ADD CONSTRAINT memory_history_change_check
+    CHECK (change IN ('created', 'reinforced', 'updated', 'forgotten', 'restored', 'archived',
+                      'expired', 'consolidated'));
+
+-- Where a scheduled walk over the companions stopped, so the next run resumes there (one row per job). It
+-- holds no tenant data: a companion id the walk has passed, nothing else.
+CREATE TABLE schedule_cursors (
+    job         text PRIMARY KEY CHECK (length(job) BETWEEN 1 AND 100),
+    after_id    uuid,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT, INSERT, UPDATE ON schedule_cursors TO companion_app;

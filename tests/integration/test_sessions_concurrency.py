@@ -21,6 +21,7 @@ from companion_memory.adapters.dynamodb_sessions import DynamoDbSessionStore
 from companion_memory.domain.sessions import SessionService
 from companion_memory.models.session import SessionTouch
 from localdev import cloud, template
+from tests.unit.test_sessions_service import FakeSessionLedger
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 _ITEM_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
@@ -79,7 +80,7 @@ def clock() -> ManualClock:
 @pytest.fixture
 def sessions(serialized_dynamodb: Any, clock: ManualClock) -> SessionService:
     client, table = serialized_dynamodb
-    return SessionService(DynamoDbSessionStore(client, table), clock)
+    return SessionService(DynamoDbSessionStore(client, table), FakeSessionLedger(), clock)
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from companion_memory.domain.sessions import SessionService
 from companion_memory.errors import CompanionMemoryError, DependencyUnavailable
 from companion_memory.mcp.sessions import record_session
 from companion_memory.models.session import SessionKey
+from tests.support.database import app_database
+from tests.support.upkeep import companion_users, new_companion
+from tests.unit.test_sessions_service import FakeSessionLedger
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -47,7 +50,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def sessions(store: DynamoDbSessionStore, clock: ManualClock) -> SessionService:
-    return SessionService(store, clock)
+    # The subject here is the DynamoDB store: the PostgreSQL ledger has tests of its own.
+    return SessionService(store, FakeSessionLedger(), clock)
 
 
 @pytest.fixture
@@ -221,7 +225,9 @@ def test_a_missing_table_is_a_refusal_not_an_outage(client: Any, companion: UUID
     store = DynamoDbSessionStore(client, "no-such-table")
 
     with pytest.raises(CompanionMemoryError) as raised:
-        SessionService(store, ManualClock(START)).touch(companion, "alice", None, None, None, None)
+        SessionService(store, FakeSessionLedger(), ManualClock(START)).touch(
+            companion, "alice", None, None, None, None
+        )
 
     assert not raised.value.retryable
     assert raised.value.details == {"operation": "UpdateItem", "aws_code": "ResourceNotFoundException"}
@@ -238,15 +244,19 @@ def test_an_unreachable_store_is_a_retryable_outage(unreachable_client: Any, com
     store = DynamoDbSessionStore(unreachable_client, "companion-memory-sessions")
 
     with pytest.raises(DependencyUnavailable) as raised:
-        SessionService(store, ManualClock(START)).touch(companion, "alice", None, None, None, None)
+        SessionService(store, FakeSessionLedger(), ManualClock(START)).touch(
+            companion, "alice", None, None, None, None
+        )
 
     assert raised.value.details["error"] == "EndpointConnectionError"
 
 
 def test_record_session_writes_the_principals_session_from_a_lambda_event(
-    stack: object, store: DynamoDbSessionStore, companion: UUID
+    stack: object, store: DynamoDbSessionStore
 ) -> None:
-    # Given a function URL event of a legacy client carrying a session id
+    # Given a companion in PostgreSQL and a function URL event of a legacy client carrying a session id
+    with app_database() as database:
+        companion = new_companion(database)
     event = {
         "headers": {"mcp-session-id": "abc-123", "mcp-protocol-version": "2025-11-25"},
         "body": '{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}',
@@ -266,9 +276,15 @@ def test_record_session_writes_the_principals_session_from_a_lambda_event(
     )
     live = store.live_sessions(companion, datetime.now(UTC))
     assert [(s.user_id, str(s.key)) for s in live] == [("alice", "mcp:abc-123")]
+    # and the start is the user's first and last interaction with the companion
+    with app_database() as database:
+        user = companion_users(database, companion)["alice"]
+    assert user["first_interaction_at"] == user["last_interaction_at"] == record.created_at
 
 
 def test_record_session_does_not_fail_when_the_table_is_missing(client: Any, companion: UUID) -> None:
-    service = SessionService(DynamoDbSessionStore(client, "no-such-table"), ManualClock(START))
+    service = SessionService(
+        DynamoDbSessionStore(client, "no-such-table"), FakeSessionLedger(), ManualClock(START)
+    )
 
     assert record_session({"headers": {}}, companion, "alice", service=service) is None

@@ -3,7 +3,7 @@
 import base64
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,12 +12,17 @@ from uuid import UUID
 import pytest
 
 from companion_memory.domain.sessions import SessionService
-from companion_memory.errors import CompanionMemoryError, DependencyUnavailable, ValidationFailed
+from companion_memory.errors import (
+    CompanionMemoryError,
+    DependencyUnavailable,
+    TooManySessions,
+    ValidationFailed,
+)
 from companion_memory.mcp import sessions as mcp_sessions
 from companion_memory.mcp.sessions import SessionHints, record_session, session_hints
-from companion_memory.models.session import LiveSession, SessionTouch, SessionVisit
+from companion_memory.models.session import LiveSession, SessionRecord, SessionTouch, SessionVisit
 from companion_memory.observability import metrics
-from tests.unit.test_sessions_service import FakeClock, FakeSessionStore
+from tests.unit.test_sessions_service import FakeClock, FakeSessionLedger, FakeSessionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads((ROOT / "events" / "mcp" / "url-initialize.json").read_text())
@@ -52,10 +57,19 @@ class FailingStore:
     def __init__(self, error: CompanionMemoryError) -> None:
         self.error = error
 
-    def touch(self, visit: SessionVisit) -> SessionTouch:
+    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
         raise self.error
 
     def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
+        raise self.error
+
+    def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        raise self.error
+
+    def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
+        raise self.error
+
+    def remove_expired(self, record: SessionRecord) -> bool:
         raise self.error
 
 
@@ -159,7 +173,7 @@ def test_a_conversation_id_that_is_not_a_string_is_refused() -> None:
 
 
 def test_a_first_request_records_a_new_session_and_counts_it_started(log: RecordingLogger) -> None:
-    service = SessionService(FakeSessionStore(), FakeClock(NOW))
+    service = SessionService(FakeSessionStore(), FakeSessionLedger(), FakeClock(NOW))
 
     record = record_session(event(tools_call(MODERN_META)), COMPANION, "alice", service=service)
 
@@ -175,7 +189,7 @@ def test_a_first_request_records_a_new_session_and_counts_it_started(log: Record
 
 
 def test_a_continued_session_is_not_counted_as_started_again(log: RecordingLogger) -> None:
-    service = SessionService(FakeSessionStore(), FakeClock(NOW))
+    service = SessionService(FakeSessionStore(), FakeSessionLedger(), FakeClock(NOW))
     record_session(event(tools_call(MODERN_META)), COMPANION, "alice", service=service)
 
     record = record_session(event(tools_call(MODERN_META)), COMPANION, "alice", service=service)
@@ -190,7 +204,7 @@ def test_an_unreachable_session_store_is_logged_and_counted_but_does_not_fail_th
 ) -> None:
     # Given a store that is throttled
     outage = DependencyUnavailable("The session store is busy", details={"aws_code": "ThrottlingException"})
-    service = SessionService(FailingStore(outage), FakeClock(NOW))
+    service = SessionService(FailingStore(outage), FakeSessionLedger(), FakeClock(NOW))
 
     # When a request is recorded
     record = record_session(
@@ -213,7 +227,7 @@ def test_a_store_that_refuses_for_good_is_logged_as_an_error_but_does_not_fail_t
     refusal = CompanionMemoryError(
         "The session store refused the request", details={"aws_code": "AccessDeniedException"}
     )
-    service = SessionService(FailingStore(refusal), FakeClock(NOW))
+    service = SessionService(FailingStore(refusal), FakeSessionLedger(), FakeClock(NOW))
 
     record = record_session(event(tools_call(MODERN_META)), COMPANION, "alice", service=service)
 
@@ -224,7 +238,7 @@ def test_a_store_that_refuses_for_good_is_logged_as_an_error_but_does_not_fail_t
 
 def test_a_malformed_session_id_fails_the_request_with_a_validation_error(log: RecordingLogger) -> None:
     store = FakeSessionStore()
-    service = SessionService(store, FakeClock(NOW))
+    service = SessionService(store, FakeSessionLedger(), FakeClock(NOW))
 
     with pytest.raises(ValidationFailed):
         record_session(
@@ -232,4 +246,18 @@ def test_a_malformed_session_id_fails_the_request_with_a_validation_error(log: R
         )
 
     assert store.visits == []
+    assert counted("SessionWriteFailed") == 0
+
+
+def test_a_new_conversation_past_the_limit_fails_the_request_with_too_many_sessions(
+    log: RecordingLogger,
+) -> None:
+    # Given a companion allowing one conversation, already open
+    service = SessionService(FakeSessionStore(), FakeSessionLedger(limit=1), FakeClock(NOW))
+    record_session(event(tools_call({"conversation_id": "first"})), COMPANION, "alice", service=service)
+
+    # When another conversation starts, the limit is the request's answer (not a logged write failure)
+    with pytest.raises(TooManySessions):
+        record_session(event(tools_call({"conversation_id": "second"})), COMPANION, "bob", service=service)
+
     assert counted("SessionWriteFailed") == 0

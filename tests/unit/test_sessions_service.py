@@ -1,12 +1,13 @@
 """SessionService: which key a request's session gets, what is validated and what the store is asked."""
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
 
 from companion_memory.domain.sessions import SessionService
-from companion_memory.errors import ValidationFailed
+from companion_memory.errors import TooManySessions, ValidationFailed
 from companion_memory.models.session import (
     LiveSession,
     SessionKey,
@@ -14,7 +15,7 @@ from companion_memory.models.session import (
     SessionTouch,
     SessionVisit,
 )
-from companion_memory.ports import SessionStore
+from companion_memory.ports import SessionLedger, SessionStore
 
 COMPANION = UUID("00000000-0000-4000-8000-000000000001")
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -32,14 +33,16 @@ class FakeSessionStore:
     """In memory, with the adapter's rules: an expired record restarts under a new id and count 1."""
 
     def __init__(self) -> None:
-        self.visits: list[SessionVisit] = []
+        self.visits: list[SessionVisit] = []  # the visits written (a refused start writes none)
         self.records: dict[tuple[UUID, str, str], SessionRecord] = {}
         self.asked_live_at: list[datetime] = []
 
-    def touch(self, visit: SessionVisit) -> SessionTouch:
-        self.visits.append(visit)
+    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
         slot = (visit.companion_id, visit.user_id, str(visit.key))
         old = self.records.get(slot)
+        if (old is None or not old.is_live(visit.at)) and before_start is not None:
+            before_start()
+        self.visits.append(visit)
         if old is not None and old.is_live(visit.at):
             record = old.model_copy(
                 update={
@@ -73,6 +76,56 @@ class FakeSessionStore:
             if record.companion_id == companion_id and record.is_live(now)
         ]
 
+    def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        live = [r for r in self.records.values() if r.companion_id == companion_id and r.is_live(now)]
+        return min(up_to, len(live))
+
+    def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
+        found = [r for r in self.records.values() if r.companion_id == companion_id and not r.is_live(now)]
+        return found[:limit]
+
+    def remove_expired(self, record: SessionRecord) -> bool:
+        slot = (record.companion_id, record.user_id, str(record.key))
+        current = self.records.get(slot)
+        if current is None or (current.session_id, current.expires_at) != (
+            record.session_id,
+            record.expires_at,
+        ):
+            return False
+        del self.records[slot]
+        return True
+
+
+class FakeSessionLedger:
+    """session_log and companion_users in memory, with the adapter's exactly-once rule."""
+
+    def __init__(self, limit: int = 1_000) -> None:
+        self.limit = limit
+        self.logged: dict[UUID, SessionRecord] = {}
+        self.interactions: dict[tuple[UUID, str], int] = {}
+        self.first: dict[tuple[UUID, str], datetime] = {}
+        self.last: dict[tuple[UUID, str], datetime] = {}
+
+    def session_limit(self, companion_id: UUID) -> int:
+        return self.limit
+
+    def started(self, companion_id: UUID, user_id: str, at: datetime, ended: SessionRecord | None) -> None:
+        if ended is not None:
+            self.fold(companion_id, [ended])
+        self.first.setdefault((companion_id, user_id), at)
+        self.last[(companion_id, user_id)] = max(at, self.last.get((companion_id, user_id), at))
+
+    def fold(self, companion_id: UUID, sessions: Sequence[SessionRecord]) -> int:
+        folded = 0
+        for record in sessions:
+            if record.session_id in self.logged:
+                continue
+            self.logged[record.session_id] = record
+            user = (companion_id, record.user_id)
+            self.interactions[user] = self.interactions.get(user, 0) + record.request_count
+            folded += 1
+        return folded
+
 
 @pytest.fixture
 def store() -> FakeSessionStore:
@@ -85,9 +138,15 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def service(store: FakeSessionStore, clock: FakeClock) -> SessionService:
-    typed: SessionStore = store  # the fake must keep to the port
-    return SessionService(typed, clock)
+def ledger() -> FakeSessionLedger:
+    return FakeSessionLedger()
+
+
+@pytest.fixture
+def service(store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock) -> SessionService:
+    typed: SessionStore = store  # the fakes must keep to the ports
+    typed_ledger: SessionLedger = ledger
+    return SessionService(typed, typed_ledger, clock)
 
 
 def touch(service: SessionService, **overrides: str | None) -> SessionTouch:
@@ -207,7 +266,7 @@ def test_client_labels_lose_control_characters_and_are_capped(
 
 def test_a_new_session_gets_the_id_the_service_mints(store: FakeSessionStore, clock: FakeClock) -> None:
     minted = uuid4()
-    service = SessionService(store, clock, new_id=lambda: minted)
+    service = SessionService(store, FakeSessionLedger(), clock, new_id=lambda: minted)
 
     touched = touch(service)
 
@@ -222,3 +281,81 @@ def test_live_sessions_are_asked_of_the_store_at_the_clocks_now(
 
     assert service.live_sessions(COMPANION) == []
     assert store.asked_live_at == [START + timedelta(minutes=31)]
+
+
+# --- the concurrent-session limit and relationship statistics ---------------------------------------------
+
+
+def test_a_new_conversation_past_the_companions_limit_is_refused_and_nothing_is_written(
+    store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    # Given a companion allowing two live sessions, both taken
+    ledger.limit = 2
+    service = SessionService(store, ledger, clock)
+    touch(service, conversation="one")
+    touch(service, conversation="two")
+
+    # When a third conversation starts
+    with pytest.raises(TooManySessions) as refused:
+        touch(service, conversation="three")
+
+    # Then it is refused with the limit named, and nothing was written
+    assert refused.value.code == "too_many_sessions"
+    assert refused.value.status == 429
+    assert refused.value.details == {"max_concurrent_sessions": 2}
+    assert [v.key.value for v in store.visits] == ["one", "two"]
+
+
+def test_an_open_conversation_continues_when_the_companion_is_at_its_limit(
+    store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    ledger.limit = 1
+    service = SessionService(store, ledger, clock)
+    touch(service, conversation="one")
+
+    touched = touch(service, conversation="one")
+
+    assert (touched.started, touched.record.request_count) == (False, 2)
+
+
+def test_a_conversation_starts_again_once_another_has_expired(
+    store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    # Given the only slot taken by a session that then idles past its expiry
+    ledger.limit = 1
+    service = SessionService(store, ledger, clock)
+    touch(service, conversation="one")
+    clock.current = START + timedelta(minutes=31)
+
+    # When another conversation starts, it is admitted
+    assert touch(service, conversation="two").started
+
+
+def test_a_start_records_the_first_and_last_interaction(
+    service: SessionService, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    touch(service)
+    clock.current = START + timedelta(hours=2)
+    touch(service)
+
+    assert ledger.first[(COMPANION, "alice")] == START
+    assert ledger.last[(COMPANION, "alice")] == START + timedelta(hours=2)
+
+
+def test_the_expired_incarnation_a_restart_replaces_is_folded_once_with_its_requests(
+    service: SessionService, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    # Given a session of three requests that expired
+    for _ in range(3):
+        touch(service)
+    clock.current = START + timedelta(minutes=45)
+
+    # When its key is used again
+    touched = touch(service)
+
+    # Then the old incarnation's three requests joined the user's interaction count, once
+    assert touched.ended is not None
+    assert ledger.logged.keys() == {touched.ended.session_id}
+    assert ledger.interactions[(COMPANION, "alice")] == 3
+    assert ledger.fold(COMPANION, [touched.ended]) == 0
+    assert ledger.interactions[(COMPANION, "alice")] == 3

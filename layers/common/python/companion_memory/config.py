@@ -81,6 +81,10 @@ class MemoriesSettings(PostgresSettings, RedisSettings, KmsSettings, RateLimitSe
     auth_cache_s: float = Field(default=15, ge=0, le=30, description="Companion/user permission cache")
 
 
+class SessionCleanupSettings(PostgresSettings, AwsSettings):
+    """The cleanup schedule (functions/session_cleanup): PostgreSQL and the sessions table, nothing else."""
+
+
 class MigrateSettings(PostgresSettings):
     """Migrations run as the schema owner, never as the application role."""
 

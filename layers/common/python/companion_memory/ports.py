@@ -4,7 +4,7 @@ Adapters in ``adapters/`` implement them; unit tests use fakes that implement th
 so a type checker notices when a fake drifts.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +19,9 @@ from companion_memory.models.memory import (
     RelationType,
     StoredMemory,
 )
-from companion_memory.models.session import LiveSession, SessionTouch, SessionVisit
+from companion_memory.models.session import LiveSession, SessionRecord, SessionTouch, SessionVisit
 from companion_memory.models.tenancy import TenantScope
+from companion_memory.models.upkeep import DuplicatePair, DuplicateScan, RetentionRules, ScheduledCompanion
 
 if TYPE_CHECKING:
     # Identity types load the JWT stack; the identity ports below name them only in annotations, so
@@ -284,13 +285,104 @@ class SessionStore(Protocol):
     it still exists (TTL deletion is lazy), so a visit to it starts a new session.
     """
 
-    def touch(self, visit: SessionVisit) -> SessionTouch:
+    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
         """Create or refresh the visit's session atomically: concurrent touches never lose a count.
+        ``before_start`` runs before a write that would start a session (a new key, or an expired one
+        restarting) and may raise to refuse it: nothing is written then.
         Raises DependencyUnavailable when the store cannot be reached or keeps refusing."""
         ...
 
     def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
         """Every session of the companion, across its users, that expires after ``now``."""
+        ...
+
+    def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        """How many of the companion's sessions expire after ``now``, counted up to ``up_to`` (from an
+        eventually consistent index: a session started a moment ago may be missing)."""
+        ...
+
+    def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
+        """Up to ``limit`` of the companion's sessions whose expiry passed by ``now`` and that still exist
+        (TTL deletion is lazy), each read consistently."""
+        ...
+
+    def remove_expired(self, record: SessionRecord) -> bool:
+        """Delete ``record`` if it is still that incarnation with that expiry; False when a request
+        revived or restarted it since, or it is gone."""
+        ...
+
+
+class SessionLedger(Protocol):
+    """What sessions leave in PostgreSQL: the companion's session limit, ``companion_users`` relationship
+    statistics, and ``session_log`` (one row per finished session, so each is folded exactly once)."""
+
+    def session_limit(self, companion_id: UUID) -> int:
+        """The companion's ``limits.max_concurrent_sessions``. Raises NotFound for an unknown companion."""
+        ...
+
+    def started(self, companion_id: UUID, user_id: str, at: datetime, ended: SessionRecord | None) -> None:
+        """A session of ``user_id`` started at ``at`` (first and last interaction), after ``ended`` (the
+        expired incarnation it replaced, folded here if nobody has yet)."""
+        ...
+
+    def fold(self, companion_id: UUID, sessions: Sequence[SessionRecord]) -> int:
+        """Log each finished session and add its requests to its user's interaction count, once: a session
+        already logged is skipped. Answers how many were folded now."""
+        ...
+
+
+class UpkeepUnit(Protocol):
+    """One companion's memory upkeep, in one transaction under its companion-wide tenant context. Every
+    step is bounded by ``limit`` rows and idempotent: a row it has done no longer matches it."""
+
+    def expire(self, rules: RetentionRules, limit: int) -> int:
+        """Forget (with history 'expired') live memories past their ``expires_at`` or the age limit;
+        instructions have no age limit. Answers how many."""
+        ...
+
+    def decay(self, rules: RetentionRules, limit: int) -> int:
+        """Lower the importance of live, unarchived memories (not instructions) by the time since their last
+        decay, recall or creation, when that is at least ``decay_interval``. Answers how many."""
+        ...
+
+    def archive_unimportant(self, rules: RetentionRules, limit: int) -> int:
+        """Archive (with history 'archived') live memories, not instructions, whose importance is below
+        ``archive_below_importance``. Answers how many."""
+        ...
+
+    def duplicates(self, rules: RetentionRules, limit: int) -> DuplicateScan:
+        """Up to ``limit`` live memories not compared since their last change, and the pairs each forms
+        with the same user's live memories of the same embedding model at or above the similarity."""
+        ...
+
+    def consolidate(self, rules: RetentionRules, pair: DuplicatePair, keeper: UUID) -> bool:
+        """Archive the pair's other memory (history 'consolidated') and link it ``consolidated_into``
+        ``keeper``; False when it is no longer live (nothing written)."""
+        ...
+
+    def mark_compared(self, rules: RetentionRules, memory_ids: list[UUID]) -> None: ...
+
+    def enforce_caps(self, rules: RetentionRules, limit: int) -> int:
+        """Forget (history 'expired') the lowest-value memories of each user holding more than
+        ``max_memories_per_user``: archived ones first, instructions last. Answers how many."""
+        ...
+
+
+class UpkeepStore(Protocol):
+    def companions(self, after: UUID | None, limit: int) -> list[ScheduledCompanion]:
+        """The next companions (not deleted) after ``after`` in id order, across every tenant."""
+        ...
+
+    def cursor(self, job: str) -> UUID | None: ...
+
+    def save_cursor(self, job: str, after: UUID | None) -> None: ...
+
+    def unit(self, companion_id: UUID) -> AbstractContextManager[UpkeepUnit | None]:
+        """The companion's upkeep transaction, or None when another run holds it (it is left alone)."""
+        ...
+
+    def purge_forgotten(self, cutoff: datetime, max_rows: int) -> int:
+        """Delete for good forgotten memories (every tenant) whose grace ended by ``cutoff``."""
         ...
 
 

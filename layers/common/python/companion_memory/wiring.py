@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from companion_memory.adapters.postgres import Database
     from companion_memory.adapters.postgres_identity import PostgresIdentityStore
+    from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger
     from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
     from companion_memory.auth.principal import Authenticator
     from companion_memory.config import EmbeddingSettings
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from companion_memory.domain.memory_import import MemoryImporter
     from companion_memory.domain.reembed import Reembedder
     from companion_memory.domain.sessions import SessionService
+    from companion_memory.domain.upkeep import UpkeepService
     from companion_memory.mcp.access import McpServices
     from companion_memory.ports import DependencyProbe, Embedder, TenantDataStore
 
@@ -103,7 +105,28 @@ def session_service() -> SessionService:
     from companion_memory.domain.sessions import SessionService
 
     store = DynamoDbSessionStore(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table)
-    return SessionService(store, SystemClock())
+    return SessionService(store, session_ledger(), SystemClock())
+
+
+@cache
+def session_ledger() -> PostgresSessionLedger:
+    """Session statistics in PostgreSQL: the concurrent-session limit, companion_users, session_log."""
+    from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger
+
+    return PostgresSessionLedger(database())
+
+
+@cache
+def upkeep_service() -> UpkeepService:
+    """The cleanup schedule: expired sessions folded and deleted, memories expired, decayed, archived,
+    consolidated and capped, forgotten ones purged."""
+    from companion_memory.adapters.clock import SystemClock
+    from companion_memory.adapters.dynamodb_sessions import DynamoDbSessionStore
+    from companion_memory.adapters.postgres_upkeep import PostgresUpkeepStore
+    from companion_memory.domain.upkeep import UpkeepService
+
+    sessions = DynamoDbSessionStore(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table)
+    return UpkeepService(PostgresUpkeepStore(database()), sessions, session_ledger(), SystemClock())
 
 
 @cache
@@ -377,6 +400,8 @@ _BUILT = (
     aws_client,
     health_service,
     session_service,
+    session_ledger,
+    upkeep_service,
     embedder,
     identity_store,
     signing_keys,

@@ -22,14 +22,20 @@ protocol_version   S   optional, last one seen
 client_name        S   optional, last one seen
 =================  ==  ===========================================================================
 
-A touch is one UpdateItem in the common case (continue or create). TTL deletion is lazy, so an item
-may outlive its ``expires_at``: the first write is conditioned on the item being absent or live, and
-when it finds an expired one, a second UpdateItem conditioned on "still expired" starts the new
-incarnation (and returns the old one). Each step is a conditional write, so racing touches either
-increment the same incarnation or lose the condition and go round again; none loses a count.
+A touch is one UpdateItem in the common case (continuing a live session, conditioned on
+``expires_at > now``). When that condition fails the touch would start a session: the caller's
+``before_start`` runs (the concurrent-session limit), then one UpdateItem conditioned on "absent or
+expired" writes the new incarnation and returns the old one, if any (TTL deletion is lazy, so an item
+may outlive its ``expires_at``). Each step is a conditional write, so racing touches either increment
+the same incarnation or lose the condition and go round again; none loses a count.
+
+The cleanup schedule finds a companion's expired items on the ``by_companion`` index (``expires_at <=
+now``; it projects keys only), reads them consistently from the table (BatchGetItem), and deletes each
+with a condition that it is still the same incarnation with the same expiry.
 """
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,12 +64,13 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 
-_CONTINUE_OR_CREATE = (
-    "SET companion_id = :companion, user_id = :user, session_key = :key, "
-    "last_activity_at = :at, expires_at = :expires, "
-    "created_at = if_not_exists(created_at, :at), session_id = if_not_exists(session_id, :session_id)"
-)
-_RESTART = (
+# BatchGetItem takes at most 100 keys; unprocessed keys are retried this many times (with a short
+# backoff) before the rest wait for the next run.
+_BATCH_GET_MAX = 100
+_BATCH_GET_ROUNDS = 4
+
+_CONTINUE = "SET last_activity_at = :at, expires_at = :expires"
+_START = (
     "SET companion_id = :companion, user_id = :user, session_key = :key, "
     "last_activity_at = :at, expires_at = :expires, created_at = :at, session_id = :session_id, "
     "request_count = :one"
@@ -83,16 +90,17 @@ class DynamoDbSessionStore:
         self._client = client
         self._table = table_name
 
-    def touch(self, visit: SessionVisit) -> SessionTouch:
+    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
         for _ in range(_MAX_ROUNDS):
-            item = self._continue_or_create(visit)
+            item = self._continue(visit)
             if item is not None:
-                record = _record(item)
-                return SessionTouch(record=record, started=record.request_count == 1)
-            old = self._restart_expired(visit)
+                return SessionTouch(record=_record(item), started=False)
+            if before_start is not None:
+                before_start()
+            old = self._start(visit)
             if old is not None:
-                ended = _record(old)
-                return SessionTouch(record=_restarted(visit, ended), started=True, ended=ended)
+                ended = _record(old) if old else None
+                return SessionTouch(record=_started(visit, ended), started=True, ended=ended)
         raise DependencyUnavailable(
             "The session record kept changing under concurrent requests", details={"rounds": _MAX_ROUNDS}
         )
@@ -126,27 +134,130 @@ class DynamoDbSessionStore:
             if not start:
                 return sessions
 
-    def _continue_or_create(self, visit: SessionVisit) -> Mapping[str, Any] | None:
-        """The item after the write, or None when an expired incarnation is in the way."""
+    def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        # Limit stops the index read at ``up_to`` items: a check against a limit never pays for more.
+        counted = 0
+        start: Mapping[str, Any] | None = None
+        while counted < up_to:
+            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
+            with _translated("Query"):
+                page = self._client.query(
+                    TableName=self._table,
+                    IndexName=BY_COMPANION_INDEX,
+                    KeyConditionExpression="companion_id = :companion AND expires_at > :now",
+                    ExpressionAttributeValues={
+                        ":companion": {"S": str(companion_id)},
+                        ":now": {"N": str(_epoch(now))},
+                    },
+                    Select="COUNT",
+                    Limit=up_to - counted,
+                    **paging,
+                )
+            counted += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        return min(counted, up_to)
+
+    def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
+        keys: list[dict[str, Any]] = []
+        start: Mapping[str, Any] | None = None
+        while len(keys) < limit:
+            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
+            with _translated("Query"):
+                page = self._client.query(
+                    TableName=self._table,
+                    IndexName=BY_COMPANION_INDEX,
+                    KeyConditionExpression="companion_id = :companion AND expires_at <= :now",
+                    ExpressionAttributeValues={
+                        ":companion": {"S": str(companion_id)},
+                        ":now": {"N": str(_epoch(now))},
+                    },
+                    Limit=limit - len(keys),
+                    **paging,
+                )
+            keys.extend({"pk": item["pk"], "sk": item["sk"]} for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        records = []
+        for first in range(0, len(keys), _BATCH_GET_MAX):
+            for item in self._read_consistently(keys[first : first + _BATCH_GET_MAX]):
+                record = _record(item)
+                # The index is eventually consistent: what the table says now decides.
+                if not record.is_live(now) and record.companion_id == companion_id:
+                    records.append(record)
+        return records
+
+    def remove_expired(self, record: SessionRecord) -> bool:
+        try:
+            with _translated("DeleteItem"):
+                self._client.delete_item(
+                    TableName=self._table,
+                    Key={
+                        "pk": {"S": partition_key(record.companion_id, record.user_id)},
+                        "sk": {"S": sort_key(record.key)},
+                    },
+                    ConditionExpression="session_id = :session_id AND expires_at = :expires",
+                    ExpressionAttributeValues={
+                        ":session_id": {"S": str(record.session_id)},
+                        ":expires": {"N": str(_epoch(record.expires_at))},
+                    },
+                )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def _read_consistently(self, keys: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        pending: Sequence[Mapping[str, Any]] = keys
+        for attempt in range(_BATCH_GET_ROUNDS):
+            if not pending:
+                break
+            if attempt:
+                time.sleep(0.05 * 2**attempt)
+            with _translated("BatchGetItem"):
+                response = self._client.batch_get_item(
+                    RequestItems={self._table: {"Keys": list(pending), "ConsistentRead": True}}
+                )
+            found.extend(response.get("Responses", {}).get(self._table, []))
+            unprocessed: Mapping[str, Any] = response.get("UnprocessedKeys", {}).get(self._table, {})
+            pending = list(unprocessed.get("Keys", []))
+        return found
+
+    def _continue(self, visit: SessionVisit) -> Mapping[str, Any] | None:
+        """The item after the write, or None when there is no live session to continue."""
         return self._conditional_update(
             visit,
-            update=f"{_CONTINUE_OR_CREATE}{{optional}} ADD request_count :one",
-            condition="attribute_not_exists(pk) OR expires_at > :now",
+            update=f"{_CONTINUE}{{optional}} ADD request_count :one",
+            condition="expires_at > :now",
             returns="ALL_NEW",
+            values=_continue_values(visit),
         )
 
-    def _restart_expired(self, visit: SessionVisit) -> Mapping[str, Any] | None:
-        """The expired incarnation this write replaced, or None when it is no longer expired (another
-        request restarted it) or no longer there (TTL deleted it)."""
+    def _start(self, visit: SessionVisit) -> Mapping[str, Any] | None:
+        """The expired incarnation this write replaced ({} when there was none), or None when a live one
+        is there now (another request started it first)."""
         return self._conditional_update(
-            visit, update=f"{_RESTART}{{optional}}", condition="expires_at <= :now", returns="ALL_OLD"
+            visit,
+            update=f"{_START}{{optional}}",
+            condition="attribute_not_exists(pk) OR expires_at <= :now",
+            returns="ALL_OLD",
+            values=_common_values(visit),
         )
 
     def _conditional_update(
-        self, visit: SessionVisit, *, update: str, condition: str, returns: Literal["ALL_NEW", "ALL_OLD"]
+        self,
+        visit: SessionVisit,
+        *,
+        update: str,
+        condition: str,
+        returns: Literal["ALL_NEW", "ALL_OLD"],
+        values: dict[str, Any],
     ) -> Mapping[str, Any] | None:
-        """One UpdateItem of the visit's record; None when ``condition`` does not hold."""
-        optional, values = _optional_fields(visit)
+        """One UpdateItem of the visit's record; None when ``condition`` does not hold, else the item
+        ``returns`` names ({} for ALL_OLD when the item did not exist)."""
+        optional, optional_values = _optional_fields(visit)
         try:
             with _translated("UpdateItem"):
                 response = self._client.update_item(
@@ -154,12 +265,12 @@ class DynamoDbSessionStore:
                     Key=_key(visit),
                     UpdateExpression=update.format(optional=optional),
                     ConditionExpression=condition,
-                    ExpressionAttributeValues={**_common_values(visit), **values, ":now": _now(visit)},
+                    ExpressionAttributeValues={**values, **optional_values, ":now": _now(visit)},
                     ReturnValues=returns,
                 )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        return response["Attributes"]
+        return response.get("Attributes", {})
 
 
 @contextmanager
@@ -200,6 +311,14 @@ def _common_values(visit: SessionVisit) -> dict[str, Any]:
     }
 
 
+def _continue_values(visit: SessionVisit) -> dict[str, Any]:
+    return {
+        ":at": {"S": _iso(visit.at)},
+        ":expires": {"N": str(_epoch(visit.expires_at))},
+        ":one": {"N": "1"},
+    }
+
+
 def _optional_fields(visit: SessionVisit) -> tuple[str, dict[str, Any]]:
     """SET clauses for what this request told us; what it did not say keeps its stored value (a legacy
     client names itself only on ``initialize``)."""
@@ -217,7 +336,7 @@ def _now(visit: SessionVisit) -> dict[str, str]:
     return {"N": str(_epoch(visit.at))}
 
 
-def _restarted(visit: SessionVisit, ended: SessionRecord) -> SessionRecord:
+def _started(visit: SessionVisit, ended: SessionRecord | None) -> SessionRecord:
     return SessionRecord(
         companion_id=visit.companion_id,
         user_id=visit.user_id,
@@ -227,8 +346,8 @@ def _restarted(visit: SessionVisit, ended: SessionRecord) -> SessionRecord:
         last_activity_at=visit.at,
         expires_at=datetime.fromtimestamp(_epoch(visit.expires_at), UTC),
         request_count=1,
-        protocol_version=visit.protocol_version or ended.protocol_version,
-        client_name=visit.client_name or ended.client_name,
+        protocol_version=visit.protocol_version or (ended.protocol_version if ended else None),
+        client_name=visit.client_name or (ended.client_name if ended else None),
     )
 
 

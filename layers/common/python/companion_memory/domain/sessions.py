@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from companion_memory.errors import ValidationFailed
+from companion_memory.errors import TooManySessions, ValidationFailed
 from companion_memory.models.session import (
     DEFAULT_CONVERSATION,
     MAX_CLIENT_NAME_CHARS,
@@ -25,19 +25,21 @@ from companion_memory.models.session import (
     SessionTouch,
     SessionVisit,
 )
-from companion_memory.ports import Clock, SessionStore
+from companion_memory.ports import Clock, SessionLedger, SessionStore
 
 
 class SessionService:
     def __init__(
         self,
         store: SessionStore,
+        ledger: SessionLedger,
         clock: Clock,
         *,
         ttl: timedelta = SESSION_TTL,
         new_id: Callable[[], UUID] = uuid4,
     ) -> None:
         self._store = store
+        self._ledger = ledger
         self._clock = clock
         self._ttl = ttl
         self._new_id = new_id
@@ -54,7 +56,8 @@ class SessionService:
         """Record one request of ``user_id`` to ``companion_id``: start its session or extend it.
 
         Raises ValidationFailed for a session or conversation id that cannot be a key (the caller sent
-        it; nothing is written) and DependencyUnavailable when the store cannot be reached.
+        it; nothing is written), TooManySessions when starting a session would pass the companion's
+        limit (nothing is written), and DependencyUnavailable when a store cannot be reached.
         """
         if not user_id:
             raise ValidationFailed("A session needs a user")
@@ -73,7 +76,20 @@ class SessionService:
             protocol_version=_informational(protocol_version, MAX_PROTOCOL_VERSION_CHARS),
             client_name=_informational(client_name, MAX_CLIENT_NAME_CHARS),
         )
-        return self._store.touch(visit)
+
+        def admit() -> None:
+            limit = self._ledger.session_limit(companion_id)
+            if self._store.count_live(companion_id, now, up_to=limit) >= limit:
+                raise TooManySessions(
+                    "The companion has as many open conversations as its limit allows; continue one, "
+                    "or start a new one after another has ended",
+                    details={"max_concurrent_sessions": limit},
+                )
+
+        touched = self._store.touch(visit, before_start=admit)
+        if touched.started:
+            self._ledger.started(companion_id, user_id, now, touched.ended)
+        return touched
 
     def live_sessions(self, companion_id: UUID) -> list[LiveSession]:
         return self._store.live_sessions(companion_id, self._clock.now())

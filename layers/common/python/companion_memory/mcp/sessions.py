@@ -15,7 +15,9 @@ Where each part comes from (first found wins):
 A session record that cannot be written never fails the request it describes: memory operations
 matter more than bookkeeping. The failure is logged (warning when retryable, error when it looks
 like configuration) and counted in the ``SessionWriteFailed`` metric. A malformed session or
-conversation id is the caller's mistake and raises ValidationFailed before anything is written.
+conversation id is the caller's mistake and raises ValidationFailed before anything is written; a new
+conversation past the companion's ``limits.max_concurrent_sessions`` raises TooManySessions (429
+``too_many_sessions``): that limit is the point of counting sessions, so it is not bookkeeping to skip.
 """
 
 import base64
@@ -29,7 +31,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from companion_memory import wiring
 from companion_memory.domain.sessions import SessionService
-from companion_memory.errors import CompanionMemoryError, ValidationFailed
+from companion_memory.errors import CompanionMemoryError, TooManySessions, ValidationFailed
 from companion_memory.models.session import SessionRecord
 from companion_memory.observability import logger, metrics
 
@@ -87,7 +89,8 @@ def record_session(
     """Create or extend the authenticated principal's session for this request.
 
     Returns the record, or None when it could not be written (logged and counted, never raised).
-    Raises ValidationFailed for a malformed session or conversation id.
+    Raises ValidationFailed for a malformed session or conversation id, TooManySessions for a new
+    conversation past the companion's limit.
     """
     hints = session_hints(event)
     sessions = service or wiring.session_service()
@@ -100,7 +103,7 @@ def record_session(
             hints.protocol_version,
             hints.client_name,
         )
-    except ValidationFailed:
+    except (ValidationFailed, TooManySessions):
         raise
     except CompanionMemoryError as error:
         # The key is left out on purpose: a legacy session id is a bearer of the client's session.
