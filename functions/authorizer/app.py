@@ -12,9 +12,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from companion_memory import wiring
-from companion_memory.auth.context import UNAUTHENTICATED_CONTEXT
+from companion_memory.auth.context import UNAUTHENTICATED_CONTEXT, inactive_companion_context
 from companion_memory.config import IdentitySettings, settings_for
-from companion_memory.errors import DependencyUnavailable, Unauthorized
+from companion_memory.errors import CompanionInactive, DependencyUnavailable, Unauthorized
 from companion_memory.observability import logger, metrics, tracer
 
 settings_for(IdentitySettings).issuer  # noqa: B018 (fail at init when the public URL is not configured)
@@ -29,6 +29,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         principal = wiring.authenticator().authenticate_bearer(header)
     except Unauthorized:
         return {"isAuthorized": True, "context": UNAUTHENTICATED_CONTEXT}
+    except CompanionInactive as error:
+        # A good credential of a paused/archived companion: refused by the resolver with the reason's code.
+        return {"isAuthorized": True, "context": inactive_companion_context(error.code)}
     except DependencyUnavailable:
         # Raising makes API Gateway answer 500 and cache nothing; an answer would be cached as a 401.
         logger.warning("authorizer dependency unavailable")

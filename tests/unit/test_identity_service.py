@@ -71,10 +71,13 @@ def _companion_key(companion: Companion, scopes: set[str]) -> Principal:
 def test_a_new_companions_default_limits_are_limits_the_rate_limiter_reads(
     service: IdentityService, owner: Principal
 ) -> None:
-    from companion_memory.domain.limits import Limits
+    from companion_memory.models.companion_config import CompanionConfig, Limits
 
+    # When a companion is created without a config
     companion = service.create_companion(owner, CompanionCreate(name="Ava"))
-    assert Limits.of(companion.config).requests_per_minute == 60
+    # Then every field is spelled out with its default, and the limits read back as the defaults
+    assert companion.config == CompanionConfig().stored()
+    assert Limits.of(companion.config) == Limits()
 
 
 def test_a_companion_with_malformed_limits_is_refused_and_not_stored(

@@ -21,7 +21,7 @@ from companion_memory.auth.principal import (
     require,
 )
 from companion_memory.domain.identity import IdentityService
-from companion_memory.errors import Forbidden, Unauthorized
+from companion_memory.errors import CompanionPaused, Forbidden, Unauthorized
 from companion_memory.models.identity import ApiKeyCreate, Companion, CompanionCreate, TokenRequest
 from tests.support.identity import InMemoryIdentityStore, InMemorySigningKeys, ManualClock
 
@@ -239,8 +239,10 @@ def test_a_companion_key_of_a_paused_companion_is_refused_once_the_cache_ages_ou
     world.clock.advance(CACHE_S - 0.5)
     world.companion_principal()
     world.clock.advance(0.5)
-    with pytest.raises(Unauthorized):
+    # The credential is good: the refusal says why, with a stable code
+    with pytest.raises(CompanionPaused) as refused:
         world.companion_principal()
+    assert refused.value.code == "companion_paused"
 
 
 def test_last_use_is_recorded_at_most_once_per_interval(world: World) -> None:
@@ -307,7 +309,7 @@ def test_a_paused_companions_user_tokens_are_refused_once_the_cache_ages_out(wor
     world.clock.advance(CACHE_S - 0.5)
     world.auth.authenticate(token)
     world.clock.advance(0.5)
-    with pytest.raises(Unauthorized):
+    with pytest.raises(CompanionPaused):
         world.auth.authenticate(token)
 
 

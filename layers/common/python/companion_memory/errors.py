@@ -52,6 +52,52 @@ class Conflict(CompanionMemoryError):
     status = 409
 
 
+class IllegalTransition(Conflict):
+    """A lifecycle action the companion's status does not allow (resume an archived companion, update a
+    deleted one); ``details`` name the status and the action."""
+
+    code = "illegal_transition"
+
+
+class CompanionInactive(Forbidden):
+    """The credential is good but its companion is not active: it serves nothing until its owner resumes it.
+    Each status has its own code: ``companion_paused``, ``companion_archived``, ``companion_deleted``."""
+
+    code = "companion_inactive"
+
+
+class CompanionPaused(CompanionInactive):
+    code = "companion_paused"
+
+
+class CompanionArchived(CompanionInactive):
+    code = "companion_archived"
+
+
+class CompanionDeleted(CompanionInactive):
+    code = "companion_deleted"
+
+
+_INACTIVE: dict[str, tuple[type[CompanionInactive], str]] = {
+    "paused": (CompanionPaused, "The companion is paused; its owner can resume it"),
+    "archived": (CompanionArchived, "The companion is archived and serves no requests"),
+    "deleted": (CompanionDeleted, "The companion is deleted"),
+}
+INACTIVE_CODES: frozenset[str] = frozenset(cls.code for cls, _ in _INACTIVE.values())
+
+
+def companion_inactive(status: str) -> CompanionInactive:
+    """The error a credential of a companion in ``status`` (not active) gets."""
+    cls, message = _INACTIVE.get(status, (CompanionInactive, "The companion is not active"))
+    return cls(message, details={"status": status})
+
+
+def companion_inactive_by_code(code: str) -> CompanionInactive:
+    """The error named by its code (the authorizer hands REST functions the code, not the exception)."""
+    status = next((s for s, (cls, _) in _INACTIVE.items() if cls.code == code), "inactive")
+    return companion_inactive(status)
+
+
 class RateLimited(CompanionMemoryError):
     code = "rate_limited"
     status = 429

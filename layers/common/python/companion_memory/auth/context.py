@@ -8,9 +8,22 @@ admits a request whose credential is bad with ``UNAUTHENTICATED_CONTEXT``, and t
 
 from typing import Any, Final
 
+from companion_memory.errors import (
+    INACTIVE_CODES,
+    CompanionMemoryError,
+    Unauthorized,
+    companion_inactive_by_code,
+)
+
 MISSING_CREDENTIAL: Final = "missing credential"
 INVALID_CREDENTIAL: Final = "invalid credential"
 UNAUTHENTICATED_CONTEXT: Final[dict[str, str]] = {"authenticated": "false"}
+
+
+def inactive_companion_context(code: str) -> dict[str, str]:
+    """The context of a good credential whose companion is not active: refused like a bad one, but with
+    the reason's stable code (``companion_paused``...), so the caller learns why."""
+    return {**UNAUTHENTICATED_CONTEXT, "reason": code}
 
 
 def authorizer_context(event: dict[str, Any]) -> Any:
@@ -24,3 +37,12 @@ def rejected_by_authorizer(event: dict[str, Any]) -> bool:
     return (
         isinstance(context, dict) and context.get("authenticated") == UNAUTHENTICATED_CONTEXT["authenticated"]
     )
+
+
+def rejection(event: dict[str, Any]) -> CompanionMemoryError:
+    """The error of a request ``rejected_by_authorizer``: 401, or the companion's inactive status (403)."""
+    context = authorizer_context(event)
+    reason = context.get("reason") if isinstance(context, dict) else None
+    if reason in INACTIVE_CODES:
+        return companion_inactive_by_code(str(reason))
+    return Unauthorized(INVALID_CREDENTIAL)

@@ -3,8 +3,9 @@
 ``Authenticator.authenticate_bearer`` is shared by the HttpApi Lambda authorizer and the MCP function. A hot
 principal costs no database read: key records and the (companion status, user block) pair are cached in
 process for ``cache_s`` (15 s by default), which bounds how long a revoked key, a blocked user or a paused
-companion keeps working in one sandbox (the authorizer's result cache adds its own TTL at the API; see
-docs/security.md). What a principal may touch is decided by ``domain/memory_access.py`` (REST and MCP alike):
+companion keeps working in one sandbox, and how long a resumed one stays refused (the authorizer's result
+cache adds its own TTL at the API; see docs/security.md). A good credential of a paused, archived or deleted
+companion is refused with the reason's stable code (``companion_paused``...: errors.CompanionInactive). What a principal may touch is decided by ``domain/memory_access.py`` (REST and MCP alike):
 cross-tenant requests are answered 404 "not found", exactly like a missing resource.
 """
 
@@ -21,10 +22,11 @@ from companion_memory.auth.context import (
     MISSING_CREDENTIAL,
     authorizer_context,
     rejected_by_authorizer,
+    rejection,
 )
 from companion_memory.auth.tokens import InvalidToken
 from companion_memory.caching import TtlCache
-from companion_memory.errors import Forbidden, Unauthorized
+from companion_memory.errors import Forbidden, Unauthorized, companion_inactive
 from companion_memory.models.identity import Companion, CompanionUser, StoredApiKey
 from companion_memory.observability import logger
 from companion_memory.ports import IdentityStore
@@ -81,7 +83,7 @@ class Principal(BaseModel):
 def principal_from_authorizer_context(event: dict[str, Any]) -> Principal:
     """The principal the Lambda authorizer put on a REST request (payload 2.0, simple responses)."""
     if rejected_by_authorizer(event):
-        raise Unauthorized(INVALID_CREDENTIAL)
+        raise rejection(event)
     context = authorizer_context(event)
     if not isinstance(context, dict) or "kind" not in context:
         # A route without the authorizer must never be treated as authenticated.
@@ -203,8 +205,11 @@ class Authenticator:
         if not found:
             companion = self._store.get_companion(owner_id, companion_id)
             self._companions.put((owner_id, companion_id), companion)
-        if companion is None or companion.status != "active":
+        if companion is None:
             raise Unauthorized(INVALID_CREDENTIAL)
+        if companion.status != "active":
+            # The credential is good: say why it is refused (companion_paused, ...), REST and MCP alike.
+            raise companion_inactive(companion.status)
 
     def _cached_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> CompanionUser | None:
         found, user = self._users.get((companion_id, user_id))

@@ -10,11 +10,10 @@ from uuid import UUID, uuid4
 
 from companion_memory.auth import api_keys, tokens
 from companion_memory.auth.principal import Principal, require
-from companion_memory.domain.limits import Limits
-from companion_memory.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from companion_memory.errors import Conflict, Forbidden, NotFound, ValidationFailed, companion_inactive
+from companion_memory.models.companion_config import CompanionConfig
 from companion_memory.models.identity import (
     COMPANION_KEY_SCOPES,
-    DEFAULT_COMPANION_CONFIG,
     ApiKey,
     ApiKeyCreate,
     AuditEvent,
@@ -84,8 +83,8 @@ class IdentityService:
 
     def create_companion(self, principal: Principal, request: CompanionCreate) -> Companion:
         require(principal, tokens.SCOPE_ADMIN)
-        config = _merged(DEFAULT_COMPANION_CONFIG, request.config or {})
-        Limits.of(config)  # a malformed limits object is refused now, not on the companion's first request
+        # Every field spelled out (defaults for the rest); anything malformed is refused now, by field.
+        config = CompanionConfig.of(request.config or {}).stored()
         now = self._clock.now()
         companion = Companion(
             id=uuid4(),
@@ -274,8 +273,10 @@ class IdentityService:
             raise ValidationFailed("A token needs at least one scope")
         now = self._clock.now()
         companion = self._store.get_companion(principal.owner_id, principal.companion_id)
-        if companion is None or companion.status != "active":
+        if companion is None:
             raise Forbidden("The companion is not active")
+        if companion.status != "active":
+            raise companion_inactive(companion.status)
         user = self._store.companion_user(principal.owner_id, companion.id, request.user_id)
         if user is not None and user.is_blocked:
             raise Forbidden("The user is blocked")
@@ -418,13 +419,3 @@ def _event(
         at=at,
     )
 
-
-def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for name, value in override.items():
-        merged[name] = (
-            _merged(base[name], value)
-            if isinstance(value, dict) and isinstance(base.get(name), dict)
-            else value
-        )
-    return merged

@@ -12,8 +12,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from companion_memory.auth.context import INVALID_CREDENTIAL, rejected_by_authorizer
-from companion_memory.errors import INTERNAL_ERROR_BODY, CompanionMemoryError, Unauthorized, ValidationFailed
+from companion_memory.auth.context import rejected_by_authorizer, rejection
+from companion_memory.errors import INTERNAL_ERROR_BODY, CompanionMemoryError, ValidationFailed
 from companion_memory.observability import logger
 
 # RFC 6750 §3: a 401 names the scheme and realm the client should authenticate with.
@@ -34,15 +34,16 @@ def error_response(error: CompanionMemoryError) -> Response[object]:
     return json_response(error.status, error.to_body(), headers)
 
 
-def _unauthenticated() -> Response[object]:
-    return error_response(Unauthorized(INVALID_CREDENTIAL))
+def _unauthenticated(app: APIGatewayHttpResolver) -> Response[object]:
+    # 401, or 403 with the reason when the credential is good but its companion is paused or archived.
+    return error_response(rejection(app.current_event.raw_event))
 
 
 def _refuse_unauthenticated(
     app: APIGatewayHttpResolver, next_middleware: Callable[[APIGatewayHttpResolver], Response[object]]
 ) -> Response[object]:
     if rejected_by_authorizer(app.current_event.raw_event):
-        return _unauthenticated()
+        return _unauthenticated(app)
     return next_middleware(app)
 
 
@@ -61,7 +62,7 @@ def build_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response[object]:
         if rejected_by_authorizer(app.current_event.raw_event):
-            return _unauthenticated()
+            return _unauthenticated(app)
         problems = [
             {"location": ".".join(str(p) for p in item.get("loc", ())), "problem": item.get("msg", "")}
             for item in error.errors()

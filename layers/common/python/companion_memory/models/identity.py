@@ -13,13 +13,6 @@ DEFAULT_TTL_S = 3600
 CompanionStatus = Literal["active", "paused", "archived", "deleted"]
 IsolationLevel = Literal["standard", "strict"]
 
-# What a companion's config holds when its creator says nothing (issue 5 owns the full schema).
-DEFAULT_COMPANION_CONFIG: dict[str, Any] = {
-    "personality": {},
-    # The names of domain.limits.Limits (checked when a companion is created).
-    "limits": {"requests_per_minute": 60, "interactions_per_day": 10_000, "max_memories_per_user": 10_000},
-    "capabilities": {"memory_types": ["fact", "preference", "experience", "instruction", "reflection"]},
-}
 COMPANION_KEY_SCOPES: frozenset[str] = ALL_SCOPES - {"admin"}
 
 
@@ -119,7 +112,11 @@ class CompanionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    config: dict[str, Any] | None = Field(default=None, description="Merged over the defaults")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="models.companion_config.CompanionConfig: personality, limits, capabilities, retention, "
+        "auto_pause; every field left out takes its default",
+    )
     isolation_level: IsolationLevel = "standard"
 
 
