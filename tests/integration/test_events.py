@@ -112,6 +112,12 @@ def _a_companion_that_does_not_exist_is_404(answer: dict[str, Any], _: CloudForm
     assert _json_body(answer)["error"]["code"] == "not_found"
 
 
+def _analytics_run_reports_what_it_did(answer: dict[str, Any], _: CloudFormation) -> None:
+    # The stack's companions (whatever other tests left) are scored; none of them enables auto-pause.
+    assert set(answer) == {"companions", "scored", "paused", "not_enough_data"}, answer
+    assert answer["scored"] == answer["companions"]
+
+
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
@@ -121,6 +127,8 @@ CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "auth/token.json": _token_without_a_valid_key_is_401,
     "authorizer/request.json": _authorizer_admits_a_bad_key_as_unauthenticated,
     "companions/get.json": _another_owners_companion_is_404,
+    "analytics/health.json": _another_owners_companion_is_404,
+    "analytics/scheduled.json": _analytics_run_reports_what_it_did,
     "memories/list.json": _a_companion_that_does_not_exist_is_404,
     "memories/store.json": _a_companion_that_does_not_exist_is_404,
 }

@@ -65,5 +65,8 @@ def test_each_sample_event_fits_the_template(path: Path) -> None:
         route_event = _gateway_event(event, match.route.function)
         built = events.authorizer_event(route_event, event["routeArn"], event["identitySource"])
         assert _shape(event) == _shape(built)
+    elif event.get("detail-type") == "Scheduled Event":  # an EventBridge rule of a Schedule event
+        assert event["source"] == "aws.events"
+        assert default().functions[function].schedules, f"{function} has no Schedule event in the template"
     else:
         assert _shape(event) == _shape(_gateway_event(event, function))

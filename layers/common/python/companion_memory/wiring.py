@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
     from companion_memory.auth.principal import Authenticator
     from companion_memory.config import EmbeddingSettings
+    from companion_memory.domain.analytics import AnalyticsService
     from companion_memory.domain.envelope import EnvelopeCipher
     from companion_memory.domain.erasure import ErasureService
     from companion_memory.domain.health import HealthService
@@ -305,12 +306,29 @@ def memory_service() -> MemoryService:
 @cache
 def memory_access() -> MemoryAccess:
     """Principal, scopes, user permissions and rate limit: the check of every memory request, REST and MCP."""
+    from companion_memory.adapters.clock import SystemClock
+    from companion_memory.adapters.postgres_activity import PostgresActivityRecorder
     from companion_memory.domain.memory_access import MemoryAccess
 
     settings = settings_for(MemoriesSettings)
     return MemoryAccess(
-        identity_store(), rate_limiter(), cache_s=settings.auth_cache_s, monotonic=time.monotonic
+        identity_store(),
+        rate_limiter(),
+        cache_s=settings.auth_cache_s,
+        monotonic=time.monotonic,
+        activity=PostgresActivityRecorder(database()),
+        now=SystemClock().now,
     )
+
+
+@cache
+def analytics_service() -> AnalyticsService:
+    """Time series, engagement, leaderboard, health and the auto-pause schedule (functions/analytics)."""
+    from companion_memory.adapters.clock import SystemClock
+    from companion_memory.adapters.postgres_analytics import PostgresAnalyticsStore
+    from companion_memory.domain.analytics import AnalyticsService
+
+    return AnalyticsService(PostgresAnalyticsStore(database()), SystemClock())
 
 
 @cache
@@ -412,6 +430,7 @@ _BUILT = (
     rate_limiter,
     memory_service,
     memory_access,
+    analytics_service,
     memory_importer,
     mcp_services,
     tenant_data_stores,

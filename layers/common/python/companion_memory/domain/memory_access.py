@@ -10,6 +10,9 @@ REST route and MCP tool call alike.
   same answer as a companion or user that does not exist.
 - Every admitted request (a REST request, an MCP tool call, resource read or prompt) counts once against
   the companion user's rate limit and daily quota, after every other check: a refused request costs no quota.
+- Every admitted request is also counted once, by its operation, in the companion's hourly activity
+  (analytics). Counting is best effort: when it fails the request goes on (logged, metric
+  ``ActivityRecordFailed``): a usage chart is not worth a user-visible error.
 
 The companion (its config: the limits) and the user's permissions are cached per sandbox for ``cache_s``,
 the same bound as the authenticator's status cache (see docs/security.md): a permission change reaches every
@@ -18,6 +21,7 @@ is locked.
 """
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 from uuid import UUID
 
@@ -28,9 +32,10 @@ from companion_memory.auth.tokens import (
     SCOPE_MEMORIES_WRITE,
 )
 from companion_memory.caching import TtlCache
-from companion_memory.errors import Forbidden, NotFound
+from companion_memory.errors import CompanionMemoryError, Forbidden, NotFound
 from companion_memory.models.identity import Companion, CompanionUser
 from companion_memory.models.tenancy import TenantScope
+from companion_memory.observability import logger, metrics
 from companion_memory.ports import IdentityStore
 
 Operation = Literal["read", "write", "delete"]
@@ -65,6 +70,13 @@ class Admission(Protocol):
     def admit(self, companion_id: UUID, user_id: str, config: Mapping[str, Any]) -> None: ...
 
 
+class ActivityRecorder(Protocol):
+    """``adapters.postgres_activity.PostgresActivityRecorder``: adds one request of ``operation`` to the
+    scope's user's activity in the hour of ``at``; raises DependencyUnavailable when it cannot."""
+
+    def record(self, scope: TenantScope, operation: Operation, at: datetime) -> None: ...
+
+
 def require_scope(actor: Actor, scope: str) -> None:
     if scope not in actor.scopes:
         raise Forbidden(
@@ -82,9 +94,13 @@ class MemoryAccess:
         cache_s: float,
         monotonic: Callable[[], float],
         max_entries: int = 10_000,
+        activity: ActivityRecorder | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._admission = admission
+        self._activity = activity
+        self._now = now
         self._cache: TtlCache[tuple[object, ...], Any] = TtlCache(cache_s, monotonic, max_entries)
 
     def authorize(self, actor: Actor, companion_id: UUID, user_id: str, operation: Operation) -> TenantScope:
@@ -108,7 +124,18 @@ class MemoryAccess:
             companion = self._companion(actor.owner_id, companion_id)
             self._check_user(actor.owner_id, companion_id, user_id, operation)
         self._admission.admit(companion_id, user_id, companion.config)
-        return TenantScope(owner_id=actor.owner_id, companion_id=companion_id, user_id=user_id)
+        scope = TenantScope(owner_id=actor.owner_id, companion_id=companion_id, user_id=user_id)
+        self._record(scope, operation)
+        return scope
+
+    def _record(self, scope: TenantScope, operation: Operation) -> None:
+        if self._activity is None:
+            return
+        try:
+            self._activity.record(scope, operation, self._now())
+        except CompanionMemoryError as error:
+            logger.warning("activity not recorded", extra={"error_code": error.code})
+            metrics.add_metric(name="ActivityRecordFailed", unit="Count", value=1)
 
     def _check_user(self, owner_id: UUID, companion_id: UUID, user_id: str, operation: Operation) -> None:
         user: CompanionUser | None = self._cache.get_or_load(
