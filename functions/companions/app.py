@@ -1,11 +1,12 @@
-"""Companions: create and read, and a companion user's permissions (owner key). Issue 5 adds the rest of the
-lifecycle here."""
+"""Companions (owner key): create, read, list, update (a new version), version history, rollback, pause /
+resume / archive, and a companion's users (relationship, preferences, permissions, block). The rules (version
+bump, which status moves are allowed) are in companion_memory/domain/companions.py."""
 
 from typing import Annotated, Any
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -13,8 +14,25 @@ from companion_memory import wiring
 from companion_memory.auth.principal import principal_from_authorizer_context
 from companion_memory.config import IdentitySettings, settings_for
 from companion_memory.http.resolver import build_resolver, json_response
+from companion_memory.models.companion import (
+    SEMVER,
+    CompanionPage,
+    CompanionRollback,
+    CompanionUpdate,
+    CompanionUserDetail,
+    CompanionUserPage,
+    CompanionVersion,
+    CompanionVersionPage,
+    PreferencesUpdate,
+)
 from companion_memory.models.erasure import CompanionDeletionReceipt, UserErasureReceipt
-from companion_memory.models.identity import Companion, CompanionCreate, CompanionUser, UserPermissions
+from companion_memory.models.identity import (
+    Companion,
+    CompanionCreate,
+    CompanionStatus,
+    CompanionUser,
+    UserPermissions,
+)
 from companion_memory.observability import logger, metrics, tracer
 
 settings_for(IdentitySettings)
@@ -35,12 +53,109 @@ def get_companion(companion_id: UUID) -> Companion:
 
 # The user id a token names (TokenRequest.user_id): no whitespace, not starting with "*".
 UserId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^*\s][^\s]*$")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")]
 
 
-@app.get("/companions/<companion_id>/users/<user_id>", summary="Read a user's permissions")
-def get_companion_user(companion_id: UUID, user_id: UserId) -> CompanionUser:
+@app.get("/companions", summary="List the owner's companions, newest first (cursor paging)")
+def list_companions(
+    status: Annotated[
+        CompanionStatus | None, Query(description="Only this status (default: all but deleted)")
+    ] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> CompanionPage:
     principal = principal_from_authorizer_context(app.current_event.raw_event)
-    return wiring.identity_service().get_companion_user(principal, companion_id, user_id)
+    return wiring.companion_service().list_companions(principal, status, cursor, limit)
+
+
+@app.patch(
+    "/companions/<companion_id>",
+    summary="Change the name and/or config: a new version (409 with current_version when stale); audited",
+)
+def update_companion(companion_id: UUID, request: CompanionUpdate) -> Companion:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().update(principal, companion_id, request)
+
+
+@app.get("/companions/<companion_id>/versions", summary="The companion's versions, newest first")
+def list_versions(companion_id: UUID, limit: Limit = 20, cursor: Cursor = None) -> CompanionVersionPage:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().versions(principal, companion_id, cursor, limit)
+
+
+@app.get("/companions/<companion_id>/versions/<version>", summary="One version's name and config")
+def get_version(companion_id: UUID, version: Annotated[str, Path(pattern=SEMVER)]) -> CompanionVersion:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().version(principal, companion_id, version)
+
+
+@app.post(
+    "/companions/<companion_id>/rollback",
+    summary="A new version whose name and config are an old version's (history is kept); audited",
+)
+def rollback_companion(companion_id: UUID, request: CompanionRollback) -> Companion:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().rollback(principal, companion_id, request)
+
+
+@app.post("/companions/<companion_id>/pause", summary="Pause: its keys and user tokens are refused; audited")
+def pause_companion(companion_id: UUID) -> Companion:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().transition(principal, companion_id, "pause")
+
+
+@app.post("/companions/<companion_id>/resume", summary="Resume a paused companion; audited")
+def resume_companion(companion_id: UUID) -> Companion:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().transition(principal, companion_id, "resume")
+
+
+@app.post(
+    "/companions/<companion_id>/archive",
+    summary="Archive (one-way: it serves nothing, keeps its memories, waits to be deleted); audited",
+)
+def archive_companion(companion_id: UUID) -> Companion:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().transition(principal, companion_id, "archive")
+
+
+@app.get("/companions/<companion_id>/users", summary="The companion's users by id (cursor paging)")
+def list_companion_users(companion_id: UUID, limit: Limit = 20, cursor: Cursor = None) -> CompanionUserPage:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().users(principal, companion_id, cursor, limit)
+
+
+@app.get(
+    "/companions/<companion_id>/users/<user_id>",
+    summary="A user: permissions, preferences and relationship statistics",
+)
+def get_companion_user(companion_id: UUID, user_id: UserId) -> CompanionUserDetail:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().user(principal, companion_id, user_id)
+
+
+@app.put(
+    "/companions/<companion_id>/users/<user_id>/preferences",
+    summary="Replace a user's preferences (a JSON object of at most 16 KiB); audited",
+)
+def set_user_preferences(
+    companion_id: UUID, user_id: UserId, request: PreferencesUpdate
+) -> CompanionUserDetail:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().set_preferences(principal, companion_id, user_id, request.preferences)
+
+
+@app.post("/companions/<companion_id>/users/<user_id>/block", summary="Block a user; audited")
+def block_user(companion_id: UUID, user_id: UserId) -> CompanionUserDetail:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().set_blocked(principal, companion_id, user_id, True)
+
+
+@app.post("/companions/<companion_id>/users/<user_id>/unblock", summary="Unblock a user; audited")
+def unblock_user(companion_id: UUID, user_id: UserId) -> CompanionUserDetail:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    return wiring.companion_service().set_blocked(principal, companion_id, user_id, False)
 
 
 @app.put(

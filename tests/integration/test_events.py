@@ -118,6 +118,11 @@ def _analytics_run_reports_what_it_did(answer: dict[str, Any], _: CloudFormation
     assert answer["scored"] == answer["companions"]
 
 
+def _an_owner_without_companions_lists_none(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 200, answer
+    assert _json_body(answer) == {"companions": [], "next_cursor": None}
+
+
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
@@ -127,6 +132,8 @@ CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "auth/token.json": _token_without_a_valid_key_is_401,
     "authorizer/request.json": _authorizer_admits_a_bad_key_as_unauthenticated,
     "companions/get.json": _another_owners_companion_is_404,
+    "companions/list.json": _an_owner_without_companions_lists_none,
+    "companions/pause.json": _another_owners_companion_is_404,
     "analytics/health.json": _another_owners_companion_is_404,
     "analytics/scheduled.json": _analytics_run_reports_what_it_did,
     "memories/list.json": _a_companion_that_does_not_exist_is_404,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     # Identity types load the JWT stack; the identity ports below name them only in annotations, so
     # importing the ports costs no function that does not authenticate.
     from companion_memory.auth.keyset import SigningKeySet
+    from companion_memory.models.companion import CompanionUserDetail, CompanionVersion
     from companion_memory.models.identity import (
         ApiKey,
         AuditEvent,
@@ -478,6 +479,64 @@ class IdentityStore(Protocol):
     ) -> "CompanionUser": ...
 
     def audit_events(self, owner_id: UUID, companion_id: UUID | None = None) -> list["AuditEvent"]: ...
+
+
+class CompanionStore(Protocol):
+    """The companion lifecycle (domain/companions.py): an owner's companions, their version history, their
+    users' relationship records. Reads name ``owner_id``: another owner's rows read as missing. Writes that
+    take an ``audit`` event write it in the same transaction."""
+
+    def list_companions(
+        self, owner_id: UUID, statuses: Sequence[str], after: tuple[datetime, UUID] | None, limit: int
+    ) -> list["Companion"]:
+        """Newest first by (created_at, id), strictly after ``after``, with one of ``statuses``."""
+        ...
+
+    def save_version(self, companion: "Companion", expected_version: str, audit: "AuditEvent") -> bool:
+        """Write ``companion``'s name, config, version and updated_at if the stored version is still
+        ``expected_version`` and its status still ``companion.status``; the history row is written with it.
+        False (nothing written) otherwise."""
+        ...
+
+    def set_status(
+        self,
+        owner_id: UUID,
+        companion_id: UUID,
+        expected: str,
+        status: str,
+        at: datetime,
+        audit: "AuditEvent",
+    ) -> "Companion | None":
+        """Move the status from ``expected`` to ``status``; None (nothing written) if it is not that."""
+        ...
+
+    def versions(
+        self, owner_id: UUID, companion_id: UUID, before: str | None, limit: int
+    ) -> list["CompanionVersion"]:
+        """Newest version first, strictly older than ``before``."""
+        ...
+
+    def version(self, owner_id: UUID, companion_id: UUID, version: str) -> "CompanionVersion | None": ...
+
+    def users(
+        self, owner_id: UUID, companion_id: UUID, after: str | None, limit: int
+    ) -> list["CompanionUserDetail"]:
+        """The companion's users by user_id, strictly after ``after``."""
+        ...
+
+    def user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> "CompanionUserDetail | None": ...
+
+    def set_preferences(
+        self,
+        owner_id: UUID,
+        companion_id: UUID,
+        user_id: str,
+        preferences: dict[str, Any],
+        at: datetime,
+        audit: "AuditEvent",
+    ) -> "CompanionUserDetail":
+        """Replace the user's preferences (the user is created if new)."""
+        ...
 
 
 class SigningKeyStore(Protocol):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from companion_memory.auth.principal import Authenticator
     from companion_memory.config import EmbeddingSettings
     from companion_memory.domain.analytics import AnalyticsService
+    from companion_memory.domain.companions import CompanionService
     from companion_memory.domain.envelope import EnvelopeCipher
     from companion_memory.domain.erasure import ErasureService
     from companion_memory.domain.health import HealthService
@@ -245,6 +246,16 @@ def identity_service() -> IdentityService:
 
 
 @cache
+def companion_service() -> CompanionService:
+    """The companion lifecycle: list, versions, rollback, pause/resume/archive, a companion's users."""
+    from companion_memory.adapters.clock import SystemClock
+    from companion_memory.adapters.postgres_companions import PostgresCompanionStore
+    from companion_memory.domain.companions import CompanionService
+
+    return CompanionService(PostgresCompanionStore(database()), identity_store(), SystemClock())
+
+
+@cache
 def authenticator() -> Authenticator:
     from companion_memory.adapters.clock import SystemClock
     from companion_memory.auth.principal import Authenticator
@@ -425,6 +436,7 @@ _BUILT = (
     signing_keys,
     public_keys,
     identity_service,
+    companion_service,
     authenticator,
     content_cipher,
     rate_limiter,

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from companion_memory.domain import ranking
-from companion_memory.domain.limits import Limits, StorageUsage, check_storage
+from companion_memory.domain.limits import StorageUsage, check_storage
 from companion_memory.errors import CompanionMemoryError, Conflict, NotFound, ValidationFailed
+from companion_memory.models.companion_config import CompanionConfig, Limits
 from companion_memory.models.memory import (
     MAX_METADATA_BYTES,
     Candidate,
@@ -193,7 +194,9 @@ class MemoryService:
         now = self._clock.now()
         with self._store.unit(scope) as unit:
             sealing = self._sealing(unit)
-            quota = _Quota(unit.lock_usage(user))
+            storage = unit.lock_usage(user)
+            _require_allowed_types(storage.companion_config, items)
+            quota = _Quota(storage)
             return [
                 self._store_one(unit, scope, user, item, vector, now, sealing, quota)
                 for item, vector in zip(items, vectors, strict=True)
@@ -658,6 +661,17 @@ class _Quota:
         self._usage = StorageUsage(
             memories=self._usage.memories + memories,
             content_bytes=self._usage.content_bytes + content_bytes,
+        )
+
+
+def _require_allowed_types(config: dict[str, Any], items: Sequence[NewMemory]) -> None:
+    """The companion keeps only the memory types its config's ``capabilities.memory_types`` lists."""
+    capabilities = CompanionConfig.of({"capabilities": config.get("capabilities", {})}).capabilities
+    refused = sorted({item.type for item in items} - set(capabilities.memory_types))
+    if refused:
+        raise ValidationFailed(
+            f"this companion does not keep memories of type {', '.join(refused)}",
+            details={"reason": "memory_type_not_allowed", "allowed": list(capabilities.memory_types)},
         )
 
 
