@@ -5,8 +5,9 @@ principal costs no database read: key records and the (companion status, user bl
 process for ``cache_s`` (15 s by default), which bounds how long a revoked key, a blocked user or a paused
 companion keeps working in one sandbox, and how long a resumed one stays refused (the authorizer's result
 cache adds its own TTL at the API; see docs/security.md). A good credential of a paused, archived or deleted
-companion is refused with the reason's stable code (``companion_paused``...: errors.CompanionInactive). What a principal may touch is decided by ``domain/memory_access.py`` (REST and MCP alike):
-cross-tenant requests are answered 404 "not found", exactly like a missing resource.
+companion is refused with the reason's stable code (``companion_paused``...: errors.CompanionInactive). What a
+principal may touch is decided by ``domain/memory_access.py`` (REST and MCP alike): cross-tenant requests are
+answered 404 "not found", exactly like a missing resource.
 """
 
 from collections.abc import Callable

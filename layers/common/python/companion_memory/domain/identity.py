@@ -418,4 +418,3 @@ def _event(
         details=details,
         at=at,
     )
-
