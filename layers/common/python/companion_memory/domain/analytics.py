@@ -183,7 +183,7 @@ def _part(name: str, score: float | None, detail: str) -> HealthPart:
 
 def _activity(i: HealthInputs) -> HealthPart:
     daily = i.baseline_interactions / 7
-    detail = f"{i.recent_interactions} requests in the last 24 h; {daily:.1f} a day over the 7 days before"
+    detail = f"{i.recent_interactions} requests in 24 h, {daily:.0f} a day the week before"
     if daily == 0:
         return _part("activity", 100.0 if i.recent_interactions else None, detail)
     return _part("activity", 100 * min(1.0, i.recent_interactions / daily), detail)

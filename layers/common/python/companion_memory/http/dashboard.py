@@ -22,7 +22,7 @@ BLUE, TEAL, VIOLET = "#2563eb", "#0d9488", "#7c3aed"
 GREEN, AMBER, RED = "#16a34a", "#d97706", "#dc2626"
 NO_SCORE: Final = "n/a"
 W, H = 560, 220
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 16, 30
+LEFT, RIGHT, TOP, BOTTOM = 48, 30, 16, 30
 
 _CSS = f"""
 body {{ margin: 0; background: #f3f4f6; color: {INK};
@@ -98,8 +98,12 @@ def _score_text(health: Health) -> str:
 
 
 def _nice_max(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value`` (axes end on a round number)."""
-    if value <= 0:
+    """The top of an axis with four round steps: 4 x (the smallest 1, 2, 2.5 or 5 x 10^k >= value / 4)."""
+    return 4 * _nice_step(value / 4)
+
+
+def _nice_step(value: float) -> float:
+    if value <= 1:
         return 1
     magnitude = 1.0
     while magnitude * 10 <= value:
@@ -121,11 +125,12 @@ def _frame(top: float, series: Sequence[SeriesPoint]) -> str:
         parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     n = len(series)
-    every = 6 if n <= 48 else 24 * max(1, n // (24 * 8))
+    days_apart = max(1, n // (24 * 8))  # at most ~8 day labels
     for index, point in enumerate(series):
-        if point.at.hour % every == 0 if every < 24 else (point.at.hour == 0 and index % every == 0):
+        daily = point.at.hour == 0 and point.at.toordinal() % days_apart == 0
+        if (point.at.hour % 6 == 0) if n <= 48 else daily:
             x = LEFT + plot_w * index / max(n, 1)
-            text = point.at.strftime("%H:%M") if every < 24 and point.at.hour else point.at.strftime("%d %b")
+            text = point.at.strftime("%H:%M") if point.at.hour else point.at.strftime("%d %b")
             tick = f'y1="{TOP + plot_h}" y2="{TOP + plot_h + 4}" stroke="{MUTED}"'
             parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" {tick}/>')
             parts.append(f'<text x="{x:.1f}" y="{H - 10}" text-anchor="middle">{text}</text>')
@@ -153,10 +158,12 @@ def _empty(label: str, text: str) -> str:
 
 def _activity_chart(series: Sequence[SeriesPoint]) -> str:
     label = "Interactions and conversations per hour"
-    peak = max([p.interactions for p in series] + [p.conversations for p in series] + [0])
-    if peak == 0:
+    peak = max([p.interactions for p in series] + [0])
+    if peak == 0 and not any(p.conversations for p in series):
         return _empty(label, "No activity in this period yet")
     top = _nice_max(peak)
+    # Conversations are far fewer than requests: their own scale, labelled on the right in their colour.
+    top_conversations = _nice_max(max(p.conversations for p in series))
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     slot = plot_w / len(series)
     bars, line = [], []
@@ -169,9 +176,16 @@ def _activity_chart(series: Sequence[SeriesPoint]) -> str:
                 f'height="{height:.2f}" fill="{BLUE}"><title>{point.at:%d %b %H:%M}: '
                 f"{point.interactions} interactions</title></rect>"
             )
-        line.append(f"{x + slot / 2:.2f},{TOP + plot_h - plot_h * point.conversations / top:.2f}")
-    path = f'<polyline points="{" ".join(line)}" fill="none" stroke="{TEAL}" stroke-width="2"/>'
-    return _svg(_frame(top, series) + "".join(bars) + path, label)
+        line.append(
+            f"{x + slot / 2:.2f},{TOP + plot_h - plot_h * point.conversations / top_conversations:.2f}"
+        )
+    path = f'<polyline points="{" ".join(line)}" fill="none" stroke="{TEAL}" stroke-width="1.5"/>'
+    right = "".join(
+        f'<text x="{W - RIGHT + 4}" y="{TOP + plot_h - plot_h * i / 4 + 4:.1f}" fill="{TEAL}" '
+        f'style="fill:{TEAL}">{top_conversations * i / 4:,.0f}</text>'
+        for i in range(5)
+    )
+    return _svg(_frame(top, series) + "".join(bars) + path + right, label)
 
 
 def _growth_chart(series: Sequence[SeriesPoint]) -> str:
@@ -206,7 +220,7 @@ def _top_users(users: Sequence[UserEngagement]) -> str:
     bars = []
     for index, user in enumerate(shown):
         y = TOP + row * index
-        width = (W - bar_x - 70) * user.interactions / peak
+        width = (W - bar_x - 150) * user.interactions / peak
         uid = user.user_id if len(user.user_id) <= 22 else user.user_id[:21] + "…"
         bars.append(
             f'<text class="label" x="{name_w}" y="{y + 15}" text-anchor="end">{escape(uid)}'
@@ -214,12 +228,12 @@ def _top_users(users: Sequence[UserEngagement]) -> str:
             f'<rect x="{bar_x}" y="{y + 3}" width="{max(width, 2):.1f}" height="{row - 8}" rx="3" '
             f'fill="{BLUE}"/>'
             f'<text x="{bar_x + width + 6:.1f}" y="{y + 15}">{user.interactions:,} · {user.active_days} d · '
-            f"{user.memories:,} mem</text>"
+            f"{user.memories:,} memories</text>"
         )
     return (
         f'<svg viewBox="0 0 {W} {height}" width="100%" role="img" aria-label="{escape(label)}" '
         f'xmlns="http://www.w3.org/2000/svg">{"".join(bars)}</svg>'
-        f'<p class="legend"><span>interactions · active days · memories</span></p>'
+        f'<p class="legend"><span>interactions · active days (UTC) · memories now</span></p>'
     )
 
 
