@@ -26,6 +26,7 @@ _UPSERT: Final[dict[ActivityKind, str]] = {
     for kind, column in _COLUMNS.items()
 }
 
+
 class PostgresActivityRecorder:
     def __init__(self, database: Database) -> None:
         self._database = database
