@@ -459,3 +459,20 @@ def test_a_memory_of_a_type_the_companion_does_not_keep_is_refused_and_not_store
     # Then it is refused, naming what is allowed, and a fact is still kept
     assert refused.value.details == {"reason": "memory_type_not_allowed", "allowed": ["fact"]}
     assert service.store(scope, NewMemory(content="Alice lives in Lyon", type="fact")).outcome == "created"
+
+
+def test_a_deleted_companion_cannot_be_resumed_paused_or_changed(apps: Apps) -> None:
+    # Given a companion its owner deleted (the erasure's route: a tombstone with status deleted)
+    tenant = _tenant(apps)
+    status, _ = apps.call("DELETE", tenant.base, tenant.owner_key)
+    assert status == 200
+    # Then no lifecycle move brings it back, each refused with the same stable code
+    for method, suffix, body in [
+        ("POST", "/resume", None),
+        ("POST", "/pause", None),
+        ("POST", "/archive", None),
+        ("PUT", "/users/alice/preferences", {"preferences": {}}),
+    ]:
+        status, answer = apps.call(method, tenant.base + suffix, tenant.owner_key, body)
+        assert (status, answer["error"]["code"]) == (409, "illegal_transition"), (suffix, answer)
+        assert answer["error"]["details"]["status"] == "deleted"
