@@ -1,7 +1,12 @@
 """Retrieval quality of the memory service itself: keyword-only, vector-only and hybrid recall on the
 labelled set, through MemoryService on a local stack's PostgreSQL (docs/benchmarks.md, "Retrieval quality").
 
-    .venv/bin/python bench/retrieval/run.py [--state-dir .local/bench-stack] [--config english|simple]
+    .venv/bin/python bench/retrieval/run.py [--dataset v2|v3] [--state-dir .local/bench-stack]
+                                            [--config english|simple]
+
+``--dataset`` picks the labelled set: v2 (extracted facts, ``data/``; the default) or v3 (conversation turns
+as memories, ``data/v3/``; README.md, "Version 3"). Each run creates its own companion, so both can run on
+one stack one after the other.
 
 What runs, in order:
 
@@ -43,7 +48,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "layers" / "common" / "python"))
 sys.path.insert(0, str(ROOT))
 
-from bench.retrieval.dataset import LabelledMemory, LabelledQuestion, load_memories, load_questions  # noqa: E402
+from bench.retrieval.dataset import (  # noqa: E402
+    DATA_DIR,
+    LabelledMemory,
+    LabelledQuestion,
+    load_memories,
+    load_questions,
+)
 from bench.retrieval.metrics import Scores, score  # noqa: E402
 from companion_memory.adapters import postgres_memory  # noqa: E402
 from companion_memory.adapters.embedders.local import LocalE5Embedder  # noqa: E402
@@ -54,7 +65,8 @@ from companion_memory.domain.memory import MemoryPolicy, MemoryService  # noqa: 
 from companion_memory.models.memory import NewMemory, RecallQuery  # noqa: E402
 from companion_memory.models.tenancy import TenantScope  # noqa: E402
 
-NOW = datetime(2025, 7, 1, tzinfo=UTC)
+NOW = datetime(2025, 7, 1, tzinfo=UTC)  # both sets end in June 2025
+DATASETS = {"v2": DATA_DIR, "v3": DATA_DIR / "v3"}
 KINDS = ("paraphrase", "temporal", "multi_hop", "distractor", "lexical")
 VECTOR_WEIGHTS = (*(round(0.1 * i, 1) for i in range(10)), 0.95, 1.0)
 # (importance, recency, reinforcement): none, the engine's first defaults (0.15, 0.15, 0.05), and around
@@ -292,7 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         help="text search config of the keyword query (default: the store's); the stored tsvector is "
         "always 'english', so 'simple' measures an unstemmed query against it",
     )
+    parser.add_argument(
+        "--dataset", choices=tuple(DATASETS), default="v2", help="the labelled set (README.md)"
+    )
     args = parser.parse_args(argv)
+    data_dir = DATASETS[args.dataset]
 
     from localdev.stack import Stack
 
@@ -309,15 +325,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         loaded = load(
-            MemoryService(PostgresMemoryStore(database), embedder, clock), database, load_memories()
+            MemoryService(PostgresMemoryStore(database), embedder, clock), database, load_memories(data_dir)
         )
         load_s = time.perf_counter() - t0
-        print(f"stored {len(loaded.stored_id)} memories in {load_s:.1f} s; merged: {len(loaded.merged)}")
+        print(
+            f"data set {args.dataset} ({data_dir}): stored {len(loaded.stored_id)} memories in "
+            f"{load_s:.1f} s; merged: {len(loaded.merged)}"
+        )
         for item, outcome, into, similarity in loaded.merged:
             print(f"  {item} {outcome} into {into} (similarity {similarity:.3f})")
+        answers = {a for q in load_questions(data_dir) for a in q.answer_ids}
+        merged_answers = [m for m in loaded.merged if m[0] in answers or m[2] in answers]
+        print(f"merges that involve an answer: {len(merged_answers)}")
 
         store = UntouchedStore(PostgresMemoryStore(database))
-        tune, test, every = load_questions(split="tune"), load_questions(split="test"), load_questions()
+        tune = load_questions(data_dir, split="tune")
+        test = load_questions(data_dir, split="test")
+        every = load_questions(data_dir)
 
         def run(p: MemoryPolicy, questions: Sequence[LabelledQuestion]) -> dict[str, Scores]:
             return scores_by_kind(ask(MemoryService(store, embedder, clock, policy=p), loaded, questions))
@@ -375,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"keyword-only, own best boosts {keyword_boosts}", policy(defaults, 0.0, keyword_boosts)),
             (f"vector-only, own best boosts {vector_boosts}", policy(defaults, 1.0, vector_boosts)),
         ]
-        for label, questions in (("TEST", test), ("ALL (tune + test)", every)):
+        for label, questions in (("TUNE", tune), ("TEST", test), ("ALL (tune + test)", every)):
             print(f"\n{label}: {len(questions)} questions; boosts {boosts_best} unless said")
             print("| strategy | R@5 | R@10 | MRR | " + " | ".join(f"{k} R@10 / MRR" for k in KINDS) + " |")
             print("|---|---:|---:|---:|" + "---:|" * len(KINDS))
