@@ -53,11 +53,28 @@ $$
     )
     SELECT count(*) FROM rewritten
 $$;
+-- A deleted companion: every user it names, at once.
+CREATE FUNCTION pseudonymise_audit_companion(companion uuid) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS
+$$
+    WITH rewritten AS (
+        UPDATE audit_log
+        SET target = CASE WHEN target LIKE 'user:%'
+                          THEN audit_user_pseudonym(companion, substr(target, 6)) ELSE target END,
+            actor = CASE WHEN actor LIKE 'user:%'
+                         THEN audit_user_pseudonym(companion, substr(actor, 6)) ELSE actor END
+        WHERE owner_id = app_owner_id() AND companion_id = companion
+          AND (target LIKE 'user:%' OR actor LIKE 'user:%')
+        RETURNING 1
+    )
+    SELECT count(*) FROM rewritten
+$$;
 GRANT CREATE ON SCHEMA public TO companion_audit_redactor;
 ALTER FUNCTION pseudonymise_audit_user(uuid, text) OWNER TO companion_audit_redactor;
+ALTER FUNCTION pseudonymise_audit_companion(uuid) OWNER TO companion_audit_redactor;
 REVOKE CREATE ON SCHEMA public FROM companion_audit_redactor;
-REVOKE ALL ON FUNCTION pseudonymise_audit_user(uuid, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pseudonymise_audit_user(uuid, text) TO companion_app;
+REVOKE ALL ON FUNCTION pseudonymise_audit_user(uuid, text), pseudonymise_audit_companion(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pseudonymise_audit_user(uuid, text), pseudonymise_audit_companion(uuid) TO companion_app;
 
 -- 2. Companion imports: which companion an export of a source companion was imported into, per owner, so
 -- the same import sent again resumes into that companion instead of creating another. The row goes with

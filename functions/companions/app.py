@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from companion_memory import wiring
 from companion_memory.auth.principal import principal_from_authorizer_context
 from companion_memory.config import IdentitySettings, settings_for
+from companion_memory.domain.companion_transfer import DEFAULT_EXPORT_PAGE, MAX_EXPORT_PAGE
 from companion_memory.http.resolver import build_resolver, json_response
 from companion_memory.models.companion import (
     SEMVER,
@@ -25,6 +26,7 @@ from companion_memory.models.companion import (
     CompanionVersionPage,
     PreferencesUpdate,
 )
+from companion_memory.models.companion_export import CompanionImportReport
 from companion_memory.models.erasure import CompanionDeletionReceipt, UserErasureReceipt
 from companion_memory.models.identity import (
     Companion,
@@ -183,6 +185,49 @@ def delete_companion(companion_id: UUID) -> CompanionDeletionReceipt:
 def erase_user(companion_id: UUID, user_id: UserId) -> UserErasureReceipt:
     principal = principal_from_authorizer_context(app.current_event.raw_event)
     return wiring.erasure_service().erase_user(principal, companion_id, user_id)
+
+
+NDJSON = "application/x-ndjson"
+
+
+@app.get(
+    "/companions/<companion_id>/export",
+    summary="Export a companion (config, memories, relations) as JSON Lines, a page at a time",
+    description=(
+        f"Answers `{NDJSON}`: a header line (format, companion config and version, exported_at), then "
+        "memories user by user (no vectors), then each user's relations. Every page starts with the header, "
+        "so each page imports on its own. When more remain, `X-Next-Cursor` holds the next page's cursor."
+    ),
+    responses={200: {"description": "JSON Lines", "content": {NDJSON: {"schema": {"type": "string"}}}}},
+)
+def export_companion(
+    companion_id: UUID,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_EXPORT_PAGE, description="About this many memories per page")
+    ] = DEFAULT_EXPORT_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=2000, description="X-Next-Cursor of the last page")
+    ] = None,
+) -> Response[str]:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    page = wiring.companion_transfer().export_page(principal, companion_id, limit, cursor)
+    headers = {"Cache-Control": "no-store"}
+    if page.next_cursor is not None:
+        headers["X-Next-Cursor"] = page.next_cursor
+    body = "".join(f"{line}\n" for line in page.lines)
+    return Response(status_code=200, content_type=NDJSON, body=body, headers=headers)
+
+
+@app.post(
+    "/companions/import",
+    summary="Import a companion export page (JSON Lines): creates the companion or resumes it; idempotent",
+)
+def import_companion() -> Response[CompanionImportReport]:
+    principal = principal_from_authorizer_context(app.current_event.raw_event)
+    body = app.current_event.decoded_body or ""
+    raw = body.encode() if isinstance(body, str) else body
+    report = wiring.companion_transfer().import_file(principal, raw)
+    return json_response(201 if report.created else 200, report)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -467,11 +467,14 @@ def test_a_strict_companions_sealed_content_cannot_be_opened_after_the_delete(ap
     memory_id = uuid.UUID(stored.json()["memory"]["id"])
     with owner_view() as conn:
         sealed = conn.execute("SELECT content_sealed FROM memories WHERE id = %s", (memory_id,)).fetchone()[0]  # type: ignore[index]
-    fresh = lambda: EnvelopeCipher(  # noqa: E731  (a new process: nothing cached)
-        KmsDataKeys(wiring.aws_client("kms"), os.environ["KMS_KEY_ID"]),
-        PostgresWrappedKeys(wiring.database()),
-        SystemClock(),
-    )
+
+    def fresh() -> EnvelopeCipher:  # a new process: nothing cached
+        return EnvelopeCipher(
+            KmsDataKeys(wiring.aws_client("kms"), os.environ["KMS_KEY_ID"]),
+            PostgresWrappedKeys(wiring.database()),
+            SystemClock(),
+        )
+
     opened = fresh().open(uuid.UUID(companion_id), "sally", memory_id, bytes(sealed))
     assert json.loads(opened)["content"] == "Sally's PIN hint"
     # When the owner deletes the companion

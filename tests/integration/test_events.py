@@ -123,6 +123,13 @@ def _an_owner_without_companions_lists_none(answer: dict[str, Any], _: CloudForm
     assert _json_body(answer) == {"companions": [], "next_cursor": None}
 
 
+def _an_import_without_a_header_is_400_naming_line_1(answer: dict[str, Any], _: CloudFormation) -> None:
+    assert answer["statusCode"] == 400, answer
+    error = _json_body(answer)["error"]
+    assert error["code"] == "validation_failed"
+    assert error["message"].startswith("line 1:")
+
+
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
@@ -134,6 +141,10 @@ CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "companions/get.json": _another_owners_companion_is_404,
     "companions/list.json": _an_owner_without_companions_lists_none,
     "companions/pause.json": _another_owners_companion_is_404,
+    "companions/delete.json": _another_owners_companion_is_404,
+    "companions/erase-user.json": _another_owners_companion_is_404,
+    "companions/export.json": _another_owners_companion_is_404,
+    "companions/import.json": _an_import_without_a_header_is_400_naming_line_1,
     "analytics/health.json": _another_owners_companion_is_404,
     "analytics/scheduled.json": _analytics_run_reports_what_it_did,
     "memories/list.json": _a_companion_that_does_not_exist_is_404,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from companion_memory.auth.principal import Authenticator
     from companion_memory.config import EmbeddingSettings
     from companion_memory.domain.analytics import AnalyticsService
+    from companion_memory.domain.companion_transfer import CompanionTransfer
     from companion_memory.domain.companions import CompanionService
     from companion_memory.domain.envelope import EnvelopeCipher
     from companion_memory.domain.erasure import ErasureService
@@ -380,6 +381,23 @@ def erasure_service() -> ErasureService:
     )
 
 
+@cache
+def companion_transfer() -> CompanionTransfer:
+    """Companion export and import (JSON Lines) over the memory service, its bulk importer and identity."""
+    from companion_memory.adapters.clock import SystemClock
+    from companion_memory.adapters.postgres_companion_transfer import PostgresTransferStore
+    from companion_memory.domain.companion_transfer import CompanionTransfer
+
+    return CompanionTransfer(
+        identity_service(),
+        identity_store(),
+        memory_service(),
+        memory_importer(),
+        PostgresTransferStore(database()),
+        SystemClock(),
+    )
+
+
 def reembedder(
     owner_conninfo: str, embedding: EmbeddingSettings, companion_id: UUID | None = None
 ) -> Reembedder:
@@ -447,6 +465,7 @@ _BUILT = (
     mcp_services,
     tenant_data_stores,
     erasure_service,
+    companion_transfer,
 )
 
 

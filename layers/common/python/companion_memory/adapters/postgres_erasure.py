@@ -30,6 +30,7 @@ from companion_memory.observability import logger
 USER_TABLES: tuple[str, ...] = (
     "memory_imports",
     "session_log",
+    "activity_hourly",
     "memories",
     "companion_users",
 )
@@ -128,6 +129,10 @@ class PostgresErasure:
         for table in (*USER_TABLES, *COMPANION_TABLES):
             if table != "memories":
                 removed[table] += self._delete_in_batches(scope, table, companion_id)
+        with self._tx(scope) as conn:
+            removed["audit_log_pseudonymised"] = _count(
+                conn, "SELECT pseudonymise_audit_companion(%s)", (companion_id,)
+            )
         return removed
 
     def _delete_in_batches(self, scope: TenantScope, table: str, companion_id: UUID) -> int:

@@ -1,0 +1,94 @@
+"""``domain.companion_transfer.TransferStore`` on PostgreSQL, as the app role under row-level security.
+
+Reads run in the companion-wide scope of the owner (``user_id = '*'``) or in one user's scope; the import
+mapping (``companion_imports``, migration 0011) is visible only in its owner's scope.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from companion_memory.adapters.postgres import Database
+from companion_memory.errors import Conflict, DependencyUnavailable
+from companion_memory.models.memory import Relation
+from companion_memory.models.tenancy import ALL_USERS, TenantScope
+
+
+class PostgresTransferStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @contextmanager
+    def _tx(self, scope: TenantScope) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._database.transaction(scope) as conn:
+                yield conn
+        except psycopg.OperationalError as error:
+            raise DependencyUnavailable("The database is unavailable") from error
+
+    def users_page(self, owner_id: UUID, companion_id: UUID, after: str | None, limit: int) -> list[str]:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=ALL_USERS)
+        with self._tx(scope) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT user_id FROM memories WHERE companion_id = %s AND forgotten_at IS NULL"
+                " AND (%s::text IS NULL OR user_id > %s) ORDER BY user_id LIMIT %s",
+                (companion_id, after, after, limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def relations(self, owner_id: UUID, companion_id: UUID, user_id: str) -> list[Relation]:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
+        with self._tx(scope) as conn:
+            rows = conn.execute(
+                "SELECT r.id, r.source_id, r.target_id, r.type, r.metadata, r.created_at"
+                " FROM memory_relations r"
+                " JOIN memories s ON s.id = r.source_id AND s.forgotten_at IS NULL"
+                " JOIN memories t ON t.id = r.target_id AND t.forgotten_at IS NULL"
+                " WHERE r.companion_id = %s AND r.user_id = %s ORDER BY r.created_at, r.id",
+                (companion_id, user_id),
+            ).fetchall()
+        return [
+            Relation(id=i, source_id=s, target_id=t, type=kind, metadata=metadata, created_at=at)
+            for i, s, t, kind, metadata, at in rows
+        ]
+
+    def imported(self, scope: TenantScope, keys: Sequence[str]) -> dict[str, UUID]:
+        with self._tx(scope) as conn:
+            rows = conn.execute(
+                "SELECT import_key, memory_id FROM memory_imports WHERE companion_id = %s AND user_id = %s"
+                " AND import_key = ANY(%s) AND memory_id IS NOT NULL",
+                (scope.companion_id, scope.user_id, list(keys)),
+            ).fetchall()
+        return {str(key): memory_id for key, memory_id in rows}
+
+    def import_target(self, owner_id: UUID, source_companion_id: UUID) -> UUID | None:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            row = conn.execute(
+                "SELECT i.companion_id FROM companion_imports i JOIN companions c ON c.id = i.companion_id"
+                " WHERE i.owner_id = %s AND i.source_companion_id = %s AND c.status <> 'deleted'",
+                (owner_id, source_companion_id),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def remember_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> UUID:
+        """Record ``companion_id`` as the import of the source unless a live one is recorded already (a
+        concurrent import was first); answers the one recorded."""
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            conn.execute(
+                "INSERT INTO companion_imports AS i (owner_id, source_companion_id, companion_id)"
+                " VALUES (%s, %s, %s) ON CONFLICT (owner_id, source_companion_id) DO UPDATE"
+                " SET companion_id = EXCLUDED.companion_id, created_at = now()"
+                " WHERE NOT EXISTS (SELECT FROM companions c"
+                "                   WHERE c.id = i.companion_id AND c.status <> 'deleted')",
+                (owner_id, source_companion_id, companion_id),
+            )
+            row = conn.execute(
+                "SELECT companion_id FROM companion_imports WHERE owner_id = %s AND source_companion_id = %s",
+                (owner_id, source_companion_id),
+            ).fetchone()
+        if row is None:  # written or kept in this very transaction: only a wrong scope gets here
+            raise Conflict("The import could not be recorded")
+        return UUID(str(row[0]))
