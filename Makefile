@@ -91,8 +91,9 @@ bench: build ## cold-start benchmark (writes its table to stdout; see docs/bench
 	$(PY) bench/coldstart.py
 
 .PHONY: bench-retrieval bench-scale
-bench-retrieval: $(STAMP) ## retrieval quality: keyword/vector/hybrid recall on bench/retrieval (own stack)
-	$(PY) bench/retrieval/run.py
+bench-retrieval: $(STAMP) ## retrieval quality: keyword/vector/hybrid recall on bench/retrieval v2 and v3 (own stack)
+	$(PY) bench/retrieval/run.py --dataset v2
+	$(PY) bench/retrieval/run.py --dataset v3
 
 bench-scale: $(STAMP) ## recall latency at 10^6 memories (own stack, ~30 min, purged at the end)
 	$(PY) bench/recall_scale.py
