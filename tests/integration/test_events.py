@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from companion_memory.models.upkeep import UpkeepSummary
 from localdev.template import ROOT, default
 
 pytestmark = pytest.mark.integration
@@ -130,6 +131,13 @@ def _an_import_without_a_header_is_400_naming_line_1(answer: dict[str, Any], _: 
     assert error["message"].startswith("line 1:")
 
 
+def _cleanup_run_reports_what_it_did(answer: dict[str, Any], _: CloudFormation) -> None:
+    # The stack's companions (whatever other tests left) are walked to the end; the summary is the whole answer.
+    assert set(answer) == set(UpkeepSummary.model_fields), answer
+    assert answer["completed"] is True
+    assert all(count >= 0 for name, count in answer.items() if name != "completed")
+
+
 # events/ file -> what its handler must answer
 CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "health/get.json": _health_is_ok,
@@ -149,6 +157,7 @@ CHECKS: dict[str, Callable[[Any, CloudFormation], None]] = {
     "analytics/scheduled.json": _analytics_run_reports_what_it_did,
     "memories/list.json": _a_companion_that_does_not_exist_is_404,
     "memories/store.json": _a_companion_that_does_not_exist_is_404,
+    "session_cleanup/scheduled.json": _cleanup_run_reports_what_it_did,
 }
 
 
