@@ -15,19 +15,19 @@ A second delete finds the tombstone, skips steps 1-2 (``shredded`` false) and ru
 removes whatever a cut-short run left behind (zeros when nothing was). The tombstone stays for good: ids
 are never reused, and the audit log keeps naming a companion that exists.
 
-Both calls are idempotent. A store that cannot be reached fails the call with a retryable error; what was
-removed stays removed, and the retry removes the rest.
+Both calls are idempotent. A store that cannot be reached does not stop the others; the call then fails with
+a retryable error naming it, what was removed stays removed, and the retry removes the rest.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from companion_memory.auth import tokens
 from companion_memory.auth.principal import Principal, require
-from companion_memory.errors import NotFound
+from companion_memory.errors import DependencyUnavailable, NotFound
 from companion_memory.models.erasure import CompanionDeletionReceipt, Removed, UserErasureReceipt
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.ports import Clock, IdentityStore, TenantDataStore
@@ -81,9 +81,7 @@ class ErasureService:
         """Remove everything of one user of the caller's companion (owner key); a user the companion never
         had, or one erased before, answers a receipt of zeros."""
         companion = self._owned(principal, companion_id)
-        removed: Removed = {
-            store.name: store.erase_user(companion.owner_id, companion.id, user_id) for store in self._stores
-        }
+        removed = self._each_store(lambda store: store.erase_user(companion.owner_id, companion.id, user_id))
         erased_at = self._clock.now()
         self._ledger.record(
             AuditEvent(
@@ -116,12 +114,27 @@ class ErasureService:
         shredded = self._ledger.retire_companion(companion.owner_id, companion.id, now, audit)
         if self._shredder is not None:
             self._shredder.shred(companion.id)
-        removed: Removed = {
-            store.name: store.erase_companion(companion.owner_id, companion.id) for store in self._stores
-        }
+        removed = self._each_store(lambda store: store.erase_companion(companion.owner_id, companion.id))
         return CompanionDeletionReceipt(
             companion_id=companion.id, status="deleted", deleted_at=now, shredded=shredded, removed=removed
         )
+
+    def _each_store(self, erase: Callable[[TenantDataStore], dict[str, int]]) -> Removed:
+        """Every store, even after one failed (a store that is down keeps no other store from being
+        purged); then the failure, retryable, naming the stores to try again."""
+        removed: Removed = {}
+        down: list[str] = []
+        for store in self._stores:
+            try:
+                removed[store.name] = erase(store)
+            except DependencyUnavailable:
+                down.append(store.name)
+        if down:
+            raise DependencyUnavailable(
+                "Some stores could not be reached; what the others held is gone. Send the request again",
+                details={"unavailable": down},
+            )
+        return removed
 
     def _owned(self, principal: Principal, companion_id: UUID) -> Companion:
         # Owner keys only (admin scope); another owner's companion reads exactly like a missing one.
