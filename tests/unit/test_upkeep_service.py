@@ -1,0 +1,206 @@
+"""UpkeepService's walk: deadline, resumable cursor, companions another run holds, unreadable configs, and
+how near-duplicate pairs are resolved (the SQL itself runs in tests/integration/test_upkeep_memories.py)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+
+from companion_memory.domain.upkeep import UpkeepPolicy, UpkeepService
+from companion_memory.models.upkeep import (
+    UPKEEP_JOB,
+    DedupeMemory,
+    DuplicatePair,
+    DuplicateScan,
+    RetentionRules,
+    ScheduledCompanion,
+)
+from companion_memory.ports import UpkeepStore, UpkeepUnit
+from tests.support.clock import FakeClock
+from tests.unit.test_sessions_service import FakeSessionLedger, FakeSessionStore
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+OWNER = UUID("00000000-0000-4000-8000-0000000000ff")
+
+
+def companion(n: int, config: dict[str, object] | None = None) -> ScheduledCompanion:
+    return ScheduledCompanion(UUID(f"00000000-0000-4000-8000-{n:012d}"), OWNER, "active", config or {})
+
+
+def memory(n: int, importance: float, reinforcement: int = 0) -> DedupeMemory:
+    return DedupeMemory(UUID(f"10000000-0000-4000-8000-{n:012d}"), importance, reinforcement, NOW)
+
+
+class FakeUnit:
+    def __init__(self, scans: list[DuplicateScan] | None = None) -> None:
+        self.scans = list(scans or [])
+        self.rules: RetentionRules | None = None
+        self.consolidated: list[tuple[UUID, UUID]] = []  # (loser, keeper)
+        self.compared: list[UUID] = []
+
+    def expire(self, rules: RetentionRules, limit: int) -> int:
+        self.rules = rules
+        return 1
+
+    def decay(self, rules: RetentionRules, limit: int) -> int:
+        return 2
+
+    def archive_unimportant(self, rules: RetentionRules, limit: int) -> int:
+        return 3
+
+    def duplicates(self, rules: RetentionRules, limit: int) -> DuplicateScan:
+        return self.scans.pop(0) if self.scans else DuplicateScan(pairs=[], compared=[])
+
+    def consolidate(self, rules: RetentionRules, pair: DuplicatePair, keeper: UUID) -> bool:
+        loser = pair.second.id if keeper == pair.first.id else pair.first.id
+        self.consolidated.append((loser, keeper))
+        return True
+
+    def mark_compared(self, rules: RetentionRules, memory_ids: list[UUID]) -> None:
+        self.compared += memory_ids
+
+    def enforce_caps(self, rules: RetentionRules, limit: int) -> int:
+        return 0
+
+
+class FakeUpkeepStore:
+    def __init__(self, companions: list[ScheduledCompanion], locked: frozenset[UUID] = frozenset()) -> None:
+        self.all = sorted(companions, key=lambda c: c.id)
+        self.locked = locked
+        self.cursors: dict[str, UUID | None] = {}
+        self.units: dict[UUID, FakeUnit] = {}
+        self.visited: list[UUID] = []
+
+    def companions(self, after: UUID | None, limit: int) -> list[ScheduledCompanion]:
+        return [c for c in self.all if after is None or c.id > after][:limit]
+
+    def cursor(self, job: str) -> UUID | None:
+        return self.cursors.get(job)
+
+    def save_cursor(self, job: str, after: UUID | None) -> None:
+        self.cursors[job] = after
+
+    @contextmanager
+    def unit(self, companion_id: UUID) -> Iterator[UpkeepUnit | None]:
+        if companion_id in self.locked:
+            yield None
+            return
+        self.visited.append(companion_id)
+        yield self.units.setdefault(companion_id, FakeUnit())
+
+    def purge_forgotten(self, cutoff: datetime, max_rows: int) -> int:
+        return 7
+
+
+class Countdown:
+    """Seconds left, falling by one on each look: a deadline without a wall clock."""
+
+    def __init__(self, start: float) -> None:
+        self.left = start
+
+    def __call__(self) -> float:
+        self.left -= 1
+        return self.left
+
+
+def service(store: FakeUpkeepStore, policy: UpkeepPolicy | None = None) -> UpkeepService:
+    typed: UpkeepStore = store  # the fake must keep to the port
+    return UpkeepService(
+        typed, FakeSessionStore(), FakeSessionLedger(), FakeClock(NOW), policy or UpkeepPolicy(reserve_s=0)
+    )
+
+
+def test_a_run_walks_every_companion_then_starts_over_next_time() -> None:
+    store = FakeUpkeepStore([companion(n) for n in range(5)])
+
+    summary = service(store, UpkeepPolicy(companions_per_page=2, reserve_s=0)).run(lambda: 1e9)
+
+    assert summary.completed
+    assert store.visited == [c.id for c in store.all]
+    assert (summary.companions_visited, summary.memories_expired, summary.memories_purged) == (5, 5, 7)
+    assert store.cursors[UPKEEP_JOB] is None
+
+
+def test_a_run_stops_before_its_deadline_and_the_next_resumes_after_the_last_companion_done() -> None:
+    # Given a deadline that leaves room for two companions (each look at the time costs a "second")
+    store = FakeUpkeepStore([companion(n) for n in range(5)])
+    policy = UpkeepPolicy(reserve_s=10)
+
+    # When one run goes until the reserve, and the next has all the time it needs
+    first = service(store, policy).run(Countdown(13))
+    second = service(store, policy).run(lambda: 1e9)
+
+    # Then the first stopped unfinished, saving where; the second did the rest and finished the walk
+    assert not first.completed
+    assert first.companions_visited == 2
+    assert second.completed
+    assert second.companions_visited == 3
+    assert store.visited == [c.id for c in store.all]
+
+
+def test_a_companion_another_run_holds_is_left_to_it() -> None:
+    held = companion(1)
+    store = FakeUpkeepStore([companion(0), held, companion(2)], locked=frozenset({held.id}))
+
+    summary = service(store).run(lambda: 1e9)
+
+    assert (summary.companions_visited, summary.companions_skipped) == (2, 1)
+    assert held.id not in store.visited
+
+
+def test_a_companion_whose_config_does_not_parse_gets_its_sessions_finalised_but_no_memory_upkeep() -> None:
+    broken = companion(0, {"retention": {"decay_half_life_days": -1}})
+    store = FakeUpkeepStore([broken])
+
+    summary = service(store).run(lambda: 1e9)
+
+    assert summary.companions_misconfigured == 1
+    assert summary.memories_expired == 0
+    assert store.units[broken.id].rules is None
+
+
+def test_the_rules_come_from_the_companions_retention_and_limits() -> None:
+    config = {
+        "retention": {"max_age_days": 10, "decay_half_life_days": 5, "archive_below_importance": 2},
+        "limits": {"max_memories_per_user": 50},
+    }
+    store = FakeUpkeepStore([companion(0, config)])
+
+    service(store).run(lambda: 1e9)
+
+    rules = store.units[companion(0).id].rules
+    assert rules is not None
+    assert rules.occurred_before == NOW - timedelta(days=10)
+    assert rules.decay_half_life == timedelta(days=5)
+    assert rules.archive_below_importance == 2
+    assert rules.max_memories_per_user == 50
+    assert rules.purge_after == NOW + timedelta(days=30)
+
+
+@pytest.mark.parametrize("flipped", [False, True], ids=["as found", "reversed"])
+def test_each_pair_keeps_the_more_valuable_and_an_archived_memory_is_never_kept_or_archived_again(
+    flipped: bool,
+) -> None:
+    # Given a scan where a, b and c are duplicates: c most important, b and a tied but b more reinforced
+    a, b, c = memory(1, 2.0), memory(2, 2.0, reinforcement=1), memory(3, 5.0)
+    pairs = [
+        DuplicatePair("ann", a, b, 0.99),
+        DuplicatePair("ann", b, c, 0.98),
+        DuplicatePair("ann", a, c, 0.97),
+    ]
+    if flipped:
+        pairs = [DuplicatePair(p.user_id, p.second, p.first, p.similarity) for p in reversed(pairs)]
+    unit = FakeUnit([DuplicateScan(pairs=pairs, compared=[a.id, b.id, c.id])])
+    store = FakeUpkeepStore([companion(0)])
+    store.units[companion(0).id] = unit
+
+    # When upkeep resolves them
+    summary = service(store).run(lambda: 1e9)
+
+    # Then the most similar pair goes first (a into b), then b into c; a, already archived, is skipped
+    assert unit.consolidated == [(a.id, b.id), (b.id, c.id)]
+    assert summary.memories_consolidated == 2
+    # and none of the paired candidates is marked compared: each is scanned again until it pairs no more
+    assert unit.compared == []
