@@ -483,3 +483,30 @@ def test_a_strict_companions_sealed_content_cannot_be_opened_after_the_delete(ap
     with pytest.raises(ContentShredded):
         fresh().open(uuid.UUID(companion_id), "sally", memory_id, bytes(sealed))
     assert companion_row(companion_id)["wrapped_data_key"] is None
+
+
+def test_the_cli_erases_a_user_with_an_owner_key_from_the_environment(
+    api: httpx.Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from companion_memory import cli
+
+    # Given a user with a memory
+    tenant = make_tenant(api, "Cli Erasure Ltd")
+    stored = api.post(
+        memories(tenant, "carol"), json={"content": "Carol sings in a choir"}, headers=bearer(tenant["key"])
+    )
+    assert stored.status_code == 201, stored.text
+    command = ["user", "erase", "--companion", tenant["companion_id"], "--user", "carol"]
+    # When the operator runs the CLI without an owner key, then with one
+    monkeypatch.delenv("COMPANION_MEMORY_OWNER_KEY", raising=False)
+    refused = cli.main(command)
+    refusal = capsys.readouterr().err
+    monkeypatch.setenv("COMPANION_MEMORY_OWNER_KEY", tenant["owner_key"])
+    done = cli.main(command)
+    receipt = json.loads(capsys.readouterr().out)
+    # Then the first is refused in one line, the second prints the receipt, and the user is gone
+    assert refused == 1
+    assert "COMPANION_MEMORY_OWNER_KEY" in json.loads(refusal)["error"]
+    assert done == 0
+    assert (receipt["user_id"], receipt["removed"]["postgres"]["memories"]) == ("carol", 1)
+    assert traces(tenant["companion_id"], "carol") == {"postgres": {}, "redis": [], "dynamodb": []}

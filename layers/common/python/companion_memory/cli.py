@@ -21,6 +21,7 @@ from companion_memory.config import IdentitySettings, MigrateSettings, settings_
 from companion_memory.errors import CompanionMemoryError
 
 LOCAL_ENV_FILE = Path(".local/stack.env")
+OWNER_KEY_VARIABLE = "COMPANION_MEMORY_OWNER_KEY"
 
 
 def _migrate(_: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
@@ -109,6 +110,27 @@ def _reembed(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _user_erase(args: argparse.Namespace, env_file: Path | None) -> dict[str, Any]:
+    """Erase one user of a companion in every store, as ``DELETE /companions/{id}/users/{user_id}`` does, and
+    print the receipt. The owner key comes from COMPANION_MEMORY_OWNER_KEY, never from the command line
+    (shell history and the process list would keep it)."""
+    from uuid import UUID
+
+    from companion_memory.errors import Unauthorized
+
+    _load_settings(IdentitySettings, env_file)
+    owner_key = os.environ.get(OWNER_KEY_VARIABLE, "")
+    if not owner_key:
+        raise Unauthorized(f"set {OWNER_KEY_VARIABLE} to an owner key of the companion's organisation")
+    try:
+        companion_id = UUID(args.companion)
+    except ValueError:
+        raise migrations.MigrationError("--companion is not a companion id") from None
+    principal = wiring.authenticator().authenticate(owner_key)
+    receipt = wiring.erasure_service().erase_user(principal, companion_id, args.user)
+    return receipt.model_dump(mode="json")
+
+
 def _load_settings(model: type[IdentitySettings], env_file: Path | None) -> None:
     """wiring builds its clients from ``settings_for``; give it the env file's values, environment first."""
     if env_file is not None:
@@ -155,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     reembed.add_argument("--companion", help="only this companion's memories (default: every tenant)")
     reembed.add_argument("--dry-run", action="store_true", help="only count the memories left to embed")
     reembed.set_defaults(run=_reembed)
+    user = commands.add_parser("user", help="a companion's users").add_subparsers(
+        dest="user_command", required=True
+    )
+    erase = user.add_parser(
+        "erase",
+        help=f"erase a user in every store and print the receipt (owner key in ${OWNER_KEY_VARIABLE})",
+    )
+    erase.add_argument("--companion", required=True, help="the companion's id")
+    erase.add_argument("--user", required=True, help="the user's id")
+    erase.set_defaults(run=_user_erase)
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace, Path | None], dict[str, Any]] = args.run
 
