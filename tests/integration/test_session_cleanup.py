@@ -213,3 +213,27 @@ def test_a_new_conversation_past_the_companions_limit_is_refused(
     # and once the others have expired, a new one starts
     later = SessionService(store, PostgresSessionLedger(database), FakeClock(LATER))
     assert later.touch(companion, "cid", None, "c", None, None).started
+
+
+def test_the_local_stacks_dynamodb_applies_concurrent_touches_of_one_session_one_at_a_time(
+    database: Database, store: DynamoDbSessionStore
+) -> None:
+    # Given a companion and 16 requests of one conversation arriving at once (localdev/motoserver.py
+    # serialises item writes as DynamoDB does)
+    companion = new_companion(database)
+    service = SessionService(store, PostgresSessionLedger(database), FakeClock(START))
+    gate = threading.Barrier(16)
+
+    def request() -> None:
+        gate.wait()
+        service.touch(companion, "ann", None, "a", None, None)
+
+    threads = [threading.Thread(target=request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then one session started and counted every request
+    [record] = store.expired(companion, LATER, 10)
+    assert record.request_count == 16
