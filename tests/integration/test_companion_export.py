@@ -262,3 +262,38 @@ def test_another_owner_cannot_export_and_an_import_never_lands_in_another_owners
             "SELECT owner_id::text FROM companions WHERE id = %s", (imported.json()["companion_id"],)
         ).fetchone()
     assert owner == (other["owner_id"],)
+
+
+def test_a_strict_companion_exports_plaintext_to_its_owner_and_imports_sealed_again(
+    api: httpx.Client,
+) -> None:
+    from tests.integration.test_erasure import owner_view
+
+    # Given a strict companion with a sealed memory
+    _, owner_key = wiring.identity_service().create_owner("Strict Export Ltd")
+    created = api.post(
+        "/companions", json={"name": "Vault", "isolation_level": "strict"}, headers=bearer(owner_key)
+    )
+    companion_id = created.json()["id"]
+    key = api.post(f"/companions/{companion_id}/api-keys", json={"name": "b"}, headers=bearer(owner_key))
+    tenant = {"companion_id": companion_id, "key": key.json()["api_key"]}
+    stored = api.post(
+        memories(tenant, "sam"),
+        json={"content": "Sam's locker code is 4711"},
+        headers=bearer(key.json()["api_key"]),
+    )
+    assert stored.status_code == 201, stored.text
+    # When its owner exports it and imports the export elsewhere
+    page = export_pages(api, owner_key, companion_id, limit=1000)[0]
+    _, receiver = wiring.identity_service().create_owner("Strict Receiver Ltd")
+    imported = api.post("/companions/import", content=page.encode(), headers={**bearer(receiver), **NDJSON})
+    # Then the export holds the plaintext, and the new companion is strict and keeps it sealed
+    assert "Sam's locker code is 4711" in page
+    assert imported.status_code == 201, imported.text
+    with owner_view() as conn:
+        row = conn.execute(
+            "SELECT c.isolation_level, m.content IS NULL, m.content_sealed IS NOT NULL"
+            " FROM memories m JOIN companions c ON c.id = m.companion_id WHERE m.companion_id = %s",
+            (imported.json()["companion_id"],),
+        ).fetchone()
+    assert row == ("strict", True, True)
