@@ -2,7 +2,7 @@
 
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from tests.support.clock import FakeClock
 from tests.support.embedders import HashEmbedder
 from tests.support.identity import InMemoryIdentityStore, active_companion
 from tests.support.memory_store import InMemoryMemoryStore
+from tests.unit.test_sessions_service import FakeSessionLedger
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads((ROOT / "events" / "mcp" / "url-initialize.json").read_text())
@@ -73,7 +74,9 @@ class Sessions:
     def __init__(self) -> None:
         self.visits: list[SessionVisit] = []
 
-    def touch(self, visit: SessionVisit) -> SessionTouch:
+    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
+        if before_start is not None:
+            before_start()
         self.visits.append(visit)
         record = SessionRecord(
             companion_id=visit.companion_id,
@@ -89,6 +92,15 @@ class Sessions:
 
     def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
         return []
+
+    def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        return 0
+
+    def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
+        return []
+
+    def remove_expired(self, record: SessionRecord) -> bool:
+        return False
 
 
 class Guard:
@@ -134,7 +146,7 @@ def rig() -> Iterator[Rig]:
         authenticator=tokens,
         access=MemoryAccess(_identity(), Guard(), cache_s=0, monotonic=lambda: 0.0),
         memory=MemoryService(InMemoryMemoryStore({COMPANION: "standard"}), HashEmbedder(), FakeClock(NOW)),
-        sessions=SessionService(sessions, FakeClock(NOW)),
+        sessions=SessionService(sessions, FakeSessionLedger(), FakeClock(NOW)),
     )
     app = McpHttpApp(McpSettings(), lambda: services)
     bridge = AsgiLambdaBridge(app.asgi)
