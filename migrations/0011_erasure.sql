@@ -77,13 +77,15 @@ REVOKE ALL ON FUNCTION pseudonymise_audit_user(uuid, text), pseudonymise_audit_c
 GRANT EXECUTE ON FUNCTION pseudonymise_audit_user(uuid, text), pseudonymise_audit_companion(uuid) TO companion_app;
 
 -- 2. Companion imports: which companion an export of a source companion was imported into, per owner, so
--- the same import sent again resumes into that companion instead of creating another. The row goes with
--- its companion's owner; a tombstoned (deleted) target is replaced by a fresh import.
+-- the same import sent again resumes into that companion instead of creating another. An import claims the
+-- row (companion_id NULL) before it creates the companion and completes it after, so of two imports of one
+-- source at once exactly one creates a companion; a claim whose import died is taken over once stale. The
+-- row goes with its owner; a tombstoned (deleted) target is replaced by a fresh import.
 CREATE TABLE companion_imports (
     owner_id             uuid NOT NULL REFERENCES owners (id) ON DELETE CASCADE,
     source_companion_id  uuid NOT NULL,
-    companion_id         uuid NOT NULL,
-    created_at           timestamptz NOT NULL DEFAULT now(),
+    companion_id         uuid,
+    claimed_at           timestamptz NOT NULL,
     PRIMARY KEY (owner_id, source_companion_id),
     FOREIGN KEY (companion_id, owner_id) REFERENCES companions (id, owner_id) ON DELETE CASCADE
 );

@@ -206,7 +206,11 @@ def test_importing_the_same_export_again_creates_nothing(api: httpx.Client, sour
     assert again.status_code == 200, again.text
     report = again.json()
     assert (report["companion_id"], report["created"]) == (companion_id, False)
-    assert (report["memories_stored"], report["memories_already_imported"]) == (0, 7)
+    assert (report["memories_stored"], report["memories_already_imported"], report["memories_pending"]) == (
+        0,
+        7,
+        0,
+    )
     assert memory_count(companion_id) == before == 7
 
 
@@ -297,3 +301,33 @@ def test_a_strict_companion_exports_plaintext_to_its_owner_and_imports_sealed_ag
             (imported.json()["companion_id"],),
         ).fetchone()
     assert row == ("strict", True, True)
+
+
+def test_two_imports_of_one_export_at_once_create_one_companion(
+    api: httpx.Client, source: dict[str, Any]
+) -> None:
+    import concurrent.futures
+
+    from tests.integration.test_erasure import owner_view
+
+    # Given one export page and an owner who never imported it
+    page = export_pages(api, source["owner_key"], source["companion_id"], limit=1000)[0].encode()
+    owner, receiver = wiring.identity_service().create_owner("Racing Ltd")
+
+    # When four imports of it run at once
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(base_url=str(api.base_url), timeout=120) as client:
+            return client.post("/companions/import", content=page, headers={**bearer(receiver), **NDJSON})
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(4)))
+    # Then one created the companion; the others resumed it or were told to send again (409); the owner
+    # has one companion holding each memory once
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) == 1, [a.text for a in answers]
+    assert set(statuses) <= {200, 201, 409}
+    assert all(a.json()["error"]["code"] == "conflict" for a in answers if a.status_code == 409)
+    with owner_view() as conn:
+        companions = conn.execute("SELECT id FROM companions WHERE owner_id = %s", (owner.id,)).fetchall()
+    assert len(companions) == 1
+    assert memory_count(str(companions[0][0])) == 7

@@ -49,7 +49,15 @@ class UntouchedTransfers:
     def import_target(self, owner_id: UUID, source_companion_id: UUID) -> UUID | None:
         raise AssertionError("a malformed file reached the store")
 
-    def remember_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> UUID:
+    def claim_target(
+        self, owner_id: UUID, source_companion_id: UUID, now: datetime, stale_before: datetime
+    ) -> bool:
+        raise AssertionError("a malformed file reached the store")
+
+    def release_target(self, owner_id: UUID, source_companion_id: UUID) -> None:
+        raise AssertionError("a malformed file reached the store")
+
+    def complete_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> None:
         raise AssertionError("a malformed file reached the store")
 
 

@@ -6,13 +6,14 @@ mapping (``companion_imports``, migration 0011) is visible only in its owner's s
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.errors import Conflict, DependencyUnavailable
+from companion_memory.errors import DependencyUnavailable
 from companion_memory.models.memory import Relation
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 
@@ -73,22 +74,37 @@ class PostgresTransferStore:
             ).fetchone()
         return None if row is None else row[0]
 
-    def remember_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> UUID:
-        """Record ``companion_id`` as the import of the source unless a live one is recorded already (a
-        concurrent import was first); answers the one recorded."""
+    def claim_target(
+        self, owner_id: UUID, source_companion_id: UUID, now: datetime, stale_before: datetime
+    ) -> bool:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            # New, or taken over: a claim whose import died (never completed, older than the lease), or a
+            # target that was deleted since.
+            claimed = conn.execute(
+                "INSERT INTO companion_imports AS i (owner_id, source_companion_id, claimed_at)"
+                " VALUES (%s, %s, %s) ON CONFLICT (owner_id, source_companion_id) DO UPDATE"
+                " SET companion_id = NULL, claimed_at = EXCLUDED.claimed_at"
+                " WHERE (i.companion_id IS NULL AND i.claimed_at < %s)"
+                "    OR EXISTS (SELECT FROM companions c"
+                "               WHERE c.id = i.companion_id AND c.status = 'deleted')"
+                " RETURNING 1",
+                (owner_id, source_companion_id, now, stale_before),
+            ).fetchone()
+        return claimed is not None
+
+    def release_target(self, owner_id: UUID, source_companion_id: UUID) -> None:
+        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+            # The app role may not delete the row: an uncompleted claim made stale is free for the next one.
+            conn.execute(
+                "UPDATE companion_imports SET claimed_at = '-infinity'"
+                " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL",
+                (owner_id, source_companion_id),
+            )
+
+    def complete_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> None:
         with self._tx(TenantScope(owner_id=owner_id)) as conn:
             conn.execute(
-                "INSERT INTO companion_imports AS i (owner_id, source_companion_id, companion_id)"
-                " VALUES (%s, %s, %s) ON CONFLICT (owner_id, source_companion_id) DO UPDATE"
-                " SET companion_id = EXCLUDED.companion_id, created_at = now()"
-                " WHERE NOT EXISTS (SELECT FROM companions c"
-                "                   WHERE c.id = i.companion_id AND c.status <> 'deleted')",
-                (owner_id, source_companion_id, companion_id),
+                "UPDATE companion_imports SET companion_id = %s"
+                " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL",
+                (companion_id, owner_id, source_companion_id),
             )
-            row = conn.execute(
-                "SELECT companion_id FROM companion_imports WHERE owner_id = %s AND source_companion_id = %s",
-                (owner_id, source_companion_id),
-            ).fetchone()
-        if row is None:  # written or kept in this very transaction: only a wrong scope gets here
-            raise Conflict("The import could not be recorded")
-        return UUID(str(row[0]))

@@ -33,8 +33,13 @@ from companion_memory.auth import tokens
 from companion_memory.auth.principal import Principal, require
 from companion_memory.domain.identity import IdentityService
 from companion_memory.domain.memory import MemoryService
-from companion_memory.domain.memory_import import MAX_IMPORT_BYTES, MAX_IMPORT_LINES, MemoryImporter
-from companion_memory.errors import NotFound, ValidationFailed
+from companion_memory.domain.memory_import import (
+    CLAIM_LEASE,
+    MAX_IMPORT_BYTES,
+    MAX_IMPORT_LINES,
+    MemoryImporter,
+)
+from companion_memory.errors import Conflict, NotFound, ValidationFailed
 from companion_memory.models.companion_export import (
     CompanionImportReport,
     ExportedCompanion,
@@ -74,9 +79,18 @@ class TransferStore(Protocol):
         """The live companion the owner imported the source into, if any."""
         ...
 
-    def remember_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> UUID:
-        """Record ``companion_id`` unless a live target is recorded already; answers the recorded one."""
+    def claim_target(
+        self, owner_id: UUID, source_companion_id: UUID, now: datetime, stale_before: datetime
+    ) -> bool:
+        """Claim the right to create the source's companion: True when no one holds it (or a claim older than
+        ``stale_before`` was never completed, or its companion was deleted since)."""
         ...
+
+    def release_target(self, owner_id: UUID, source_companion_id: UUID) -> None:
+        """Give up a claim that created nothing (the companion could not be created)."""
+        ...
+
+    def complete_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,17 +203,31 @@ class CompanionTransfer:
         target = self._store.import_target(principal.owner_id, source)
         created = False
         if target is None:
-            made = self._identity.create_companion(
-                principal,
-                CompanionCreate(
-                    name=parsed.header.companion.name,
-                    config=parsed.header.companion.config,
-                    isolation_level=parsed.header.companion.isolation_level,
-                ),
-            )
-            target = self._store.remember_target(principal.owner_id, source, made.id)
-            created = target == made.id
-        stored = already = linked = 0
+            now = self._clock.now()
+            if not self._store.claim_target(principal.owner_id, source, now, now - CLAIM_LEASE):
+                # Another import of the same source is creating its companion right now (or just did).
+                target = self._store.import_target(principal.owner_id, source)
+                if target is None:
+                    raise Conflict(
+                        "Another import of this export is creating its companion; send this one again",
+                        details={"reason": "import_in_progress"},
+                    )
+            else:
+                try:
+                    made = self._identity.create_companion(
+                        principal,
+                        CompanionCreate(
+                            name=parsed.header.companion.name,
+                            config=parsed.header.companion.config,
+                            isolation_level=parsed.header.companion.isolation_level,
+                        ),
+                    )
+                except BaseException:
+                    self._store.release_target(principal.owner_id, source)
+                    raise
+                self._store.complete_target(principal.owner_id, source, made.id)
+                target, created = made.id, True
+        stored = already = pending = linked = 0
         unresolved: list[int] = []
         for user in sorted(set(parsed.memories) | set(parsed.relations)):
             scope = TenantScope(owner_id=principal.owner_id, companion_id=target, user_id=user)
@@ -211,6 +239,7 @@ class CompanionTransfer:
                 )
                 stored += report.stored
                 already += report.already_imported
+                pending += report.failed  # every line was validated: only a key another import holds fails
                 ids.update(
                     {r.import_key: r.memory_id for r in report.results if r.import_key and r.memory_id}
                 )
@@ -237,6 +266,7 @@ class CompanionTransfer:
             created=created,
             memories_stored=stored,
             memories_already_imported=already,
+            memories_pending=pending,
             relations_linked=linked,
             relations_unresolved=sorted(unresolved),
             imported_at=self._clock.now(),

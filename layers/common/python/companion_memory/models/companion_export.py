@@ -80,6 +80,9 @@ class CompanionImportReport(BaseModel):
         description="Memories written now (created, or merged into a near-duplicate)"
     )
     memories_already_imported: int = Field(description="Memories an earlier import of the same source wrote")
+    memories_pending: int = Field(
+        default=0, description="Memories another import of the same export is storing right now: send again"
+    )
     relations_linked: int = Field(description="Relations present after this call (linking again is a no-op)")
     relations_unresolved: list[int] = Field(
         default_factory=list,
