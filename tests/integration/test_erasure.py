@@ -510,3 +510,27 @@ def test_the_cli_erases_a_user_with_an_owner_key_from_the_environment(
     assert done == 0
     assert (receipt["user_id"], receipt["removed"]["postgres"]["memories"]) == ("carol", 1)
     assert traces(tenant["companion_id"], "carol") == {"postgres": {}, "redis": [], "dynamodb": []}
+
+
+def test_a_user_id_with_glob_characters_erases_only_its_own_counters(stack: Running) -> None:
+    from companion_memory.adapters.redis_erasure import RedisErasure
+
+    # Given counters of users whose ids a SCAN pattern would read as wildcards, and of their look-alikes
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+    companion = uuid.uuid4()
+    users = ["a*", "ab", "a?c", "abc", "a[b]", "ab]", "a\\b"]
+    for user in users:
+        client.set(f"cm:limits:{{{companion}:{user}}}:d:20000", 1, ex=600)
+    try:
+        # When each wildcard-looking user is erased
+        for user in ["a*", "a?c", "a[b]", "a\\b"]:
+            removed = RedisErasure(client).erase_user(uuid.uuid4(), companion, user)
+            assert removed["daily_quota_counters"] == 1, user
+        # Then exactly their keys went, and the look-alikes are still there
+        left = sorted(
+            key.decode() for key in client.scan_iter(match=f"cm:limits:{{{companion}:*", count=1000)
+        )
+        assert left == sorted(f"cm:limits:{{{companion}:{user}}}:d:20000" for user in ["ab", "abc", "ab]"])
+    finally:
+        RedisErasure(client).erase_companion(uuid.uuid4(), companion)
+        client.close()
