@@ -246,10 +246,13 @@ def test_another_owner_cannot_export_and_an_import_never_lands_in_another_owners
     by_other = api.get(f"/companions/{source['companion_id']}/export", headers=bearer(other["owner_key"]))
     by_key = api.get(f"/companions/{source['companion_id']}/export", headers=bearer(source["key"]))
     forged = api.get(f"/companions/{uuid.uuid4()}/export", headers=bearer(source["owner_key"]))
+    anonymous = api.get(f"/companions/{source['companion_id']}/export")
+    anonymous_import = api.post("/companions/import", content=b"{}\n", headers=NDJSON)
     # Then the other owner gets the 404 of a missing companion, a companion key lacks the admin scope
     assert (by_other.status_code, by_other.json()["error"]["code"]) == (404, "not_found")
     assert by_key.status_code == 403
     assert forged.status_code == 404
+    assert (anonymous.status_code, anonymous_import.status_code) == (401, 401)
     # And when the other owner imports a file naming the source companion, it goes to a new companion of
     # their own, and the source is untouched
     before = memory_count(source["companion_id"])

@@ -287,11 +287,14 @@ def test_another_owner_cannot_erase_a_user_or_delete_the_companion(
     by_other_owner = api.delete(path, headers=bearer(b["owner_key"]))
     by_companion_key = api.delete(path, headers=bearer(a["key"]))
     forged = api.delete(f"/companions/{uuid.uuid4()}", headers=bearer(a["owner_key"]))
+    anonymous = api.delete(path)
+    bad_key = api.delete(path, headers=bearer("ok_not-a-real-key-at-all"))
     # Then B gets the same 404 as for a missing companion, the companion key lacks the admin scope, and
     # A's data is untouched
     assert (by_other_owner.status_code, by_other_owner.json()["error"]["code"]) == (404, "not_found")
     assert by_companion_key.status_code == 403
     assert forged.status_code == 404
+    assert (anonymous.status_code, bad_key.status_code) == (401, 401)
     assert traces(a["companion_id"], world["kept"])["postgres"]["memories"] == 5
 
 
