@@ -118,6 +118,11 @@ def _file(*lines: object) -> bytes:
         (_file(HEADER, MEMORY | {"embedding": [0.1, 0.2]}), 2, "embedding"),
         (_file(HEADER, MEMORY | {"user_id": "*"}), 2, "user_id"),
         (
+            _file(HEADER, MEMORY, MEMORY | {"id": str(uuid4()), "metadata": {"note": "a\u0000b"}}),
+            3,
+            "NUL",
+        ),
+        (
             _file(
                 HEADER,
                 {
@@ -141,6 +146,7 @@ def _file(*lines: object) -> bytes:
         "duplicate id",
         "a vector",
         "a wildcard user",
+        "unstorable metadata",
         "self relation",
     ],
 )

@@ -49,6 +49,7 @@ from companion_memory.models.companion_export import (
 )
 from companion_memory.models.identity import Companion, CompanionCreate
 from companion_memory.models.memory import ListFilter, Memory, Relation
+from companion_memory.models.memory_import import ImportLine
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.ports import Clock, IdentityStore
 
@@ -293,6 +294,12 @@ class CompanionTransfer:
         for number, raw in numbered[1:]:
             item = _line(number, raw, {"memory": ExportedMemory, "relation": ExportedRelation}, errors)
             if isinstance(item, ExportedMemory):
+                try:
+                    # What the memory importer checks (metadata size, storable text), refused here by line.
+                    ImportLine.model_validate(_import_fields(item))
+                except ValidationError as error:
+                    errors.append({"line": number, "message": _problems(error)})
+                    continue
                 if item.id in seen:
                     errors.append(
                         {"line": number, "message": f"memory {item.id} is already on line {seen[item.id]}"}
@@ -335,20 +342,25 @@ def _line(
     try:
         return kinds[kind].model_validate(value)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or 'line'}: {item['msg']}" for item in error.errors()
-        )
-        errors.append({"line": number, "message": problems})
+        errors.append({"line": number, "message": _problems(error)})
         return None
 
 
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in item['loc']) or 'line'}: {item['msg']}" for item in error.errors()
+    )
+
+
+_IMPORTED_FIELDS = {"type", "content", "summary", "metadata", "importance", "occurred_at", "expires_at"}
+
+
+def _import_fields(item: ExportedMemory) -> dict[str, Any]:
+    return {**item.model_dump(mode="json", include=_IMPORTED_FIELDS), "import_key": transfer_key(item.id)}
+
+
 def _import_body(items: Sequence[ExportedMemory]) -> bytes:
-    fields = {"type", "content", "summary", "metadata", "importance", "occurred_at", "expires_at"}
-    return "".join(
-        json.dumps({**item.model_dump(mode="json", include=fields), "import_key": transfer_key(item.id)})
-        + "\n"
-        for item in items
-    ).encode()
+    return "".join(json.dumps(_import_fields(item)) + "\n" for item in items).encode()
 
 
 def _exported_memory(memory: Memory) -> ExportedMemory:
