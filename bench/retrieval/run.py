@@ -280,6 +280,11 @@ def policy(base: MemoryPolicy, vector_weight: float, boosts: tuple[float, float,
     )
 
 
+def _policy_arg(text: str) -> tuple[float, tuple[float, float, float]]:
+    vw, importance, recency, reinforcement = (float(part) for part in text.split(","))
+    return vw, (importance, recency, reinforcement)
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -307,6 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dataset", choices=tuple(DATASETS), default="v2", help="the labelled set (README.md)"
     )
+    parser.add_argument(
+        "--policy",
+        type=_policy_arg,
+        action="append",
+        default=[],
+        metavar="W,I,R,F",
+        help="also report this vector weight and (importance, recency, reinforcement) weights "
+        "(repeatable), e.g. candidate defaults",
+    )
     args = parser.parse_args(argv)
     data_dir = DATASETS[args.dataset]
 
@@ -332,11 +346,17 @@ def main(argv: list[str] | None = None) -> int:
             f"data set {args.dataset} ({data_dir}): stored {len(loaded.stored_id)} memories in "
             f"{load_s:.1f} s; merged: {len(loaded.merged)}"
         )
-        for item, outcome, into, similarity in loaded.merged:
-            print(f"  {item} {outcome} into {into} (similarity {similarity:.3f})")
+        outcomes = defaultdict(int)
+        for _, outcome, _, _ in loaded.merged:
+            outcomes[outcome] += 1
+        print(f"  by outcome: {dict(sorted(outcomes.items()))}")
+        # Every merge is listed when they are few (v2: none); v3's repeated small talk merges by the hundred,
+        # so there only the merges that touch an answer are.
         answers = {a for q in load_questions(data_dir) for a in q.answer_ids}
-        merged_answers = [m for m in loaded.merged if m[0] in answers or m[2] in answers]
-        print(f"merges that involve an answer: {len(merged_answers)}")
+        listed = [m for m in loaded.merged if len(loaded.merged) <= 50 or m[0] in answers or m[2] in answers]
+        print(f"  listed: {len(listed)} (merges that involve an answer, or all when there are at most 50)")
+        for item, outcome, into, similarity in listed:
+            print(f"  {item} {outcome} into {into} (similarity {similarity:.3f})")
 
         store = UntouchedStore(PostgresMemoryStore(database))
         tune = load_questions(data_dir, split="tune")
@@ -376,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
             key=lambda key: (-abs(key[0] - 0.5), objective(grid[key])),
         )
         vw_best, boosts_best = hybrid_key
+        # Each strategy at its own best: the hybrid cell of the whole grid, recency on or off (the pick
+        # rule above keeps recency on for the engine's defaults; this row compares like with like).
+        hybrid_any = max(((vw, b) for vw, b in grid if 0 < vw < 1), key=lambda key: objective(grid[key]))
         keyword_boosts = max(BOOSTS, key=lambda b: objective(grid[(0.0, b)]))
         vector_boosts = max(BOOSTS, key=lambda b: objective(grid[(1.0, b)]))
         print(
@@ -398,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
             (f"hybrid (vector weight {vw_best})", policy(defaults, vw_best, boosts_best)),
             (f"keyword-only, own best boosts {keyword_boosts}", policy(defaults, 0.0, keyword_boosts)),
             (f"vector-only, own best boosts {vector_boosts}", policy(defaults, 1.0, vector_boosts)),
+            (
+                f"hybrid, its best cell of the grid (vector weight {hybrid_any[0]}, boosts {hybrid_any[1]})",
+                policy(defaults, *hybrid_any),
+            ),
+            (f"hybrid at the MemoryPolicy defaults {engine}", policy(defaults, *engine)),
+            *((f"hybrid at --policy {vw}, {b}", policy(defaults, vw, b)) for vw, b in args.policy),
         ]
         for label, questions in (("TUNE", tune), ("TEST", test), ("ALL (tune + test)", every)):
             print(f"\n{label}: {len(questions)} questions; boosts {boosts_best} unless said")
