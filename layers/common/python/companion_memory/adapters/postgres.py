@@ -10,11 +10,16 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
 from companion_memory.config import MigrateSettings, PostgresSettings
+from companion_memory.errors import DependencyUnavailable
 from companion_memory.models.tenancy import TenantScope
+from companion_memory.observability import logger
+
+_SET_LOCAL = "SELECT set_config(name, value, true) FROM unnest(%s::text[], %s::text[]) AS s(name, value)"
 
 
 def conninfo_from(settings: PostgresSettings, secret: dict[str, Any] | None) -> str:
@@ -58,22 +63,36 @@ class Database:
         self._pool.open(wait=False)
 
     @contextmanager
-    def transaction(self, scope: TenantScope | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """A transaction whose settings (timeout, tenant context) end with it.
+    def transaction(
+        self, scope: TenantScope | None = None, *, dict_rows: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction whose settings (timeout, tenant context) end with it; rows as dicts if asked.
 
         Every setting is transaction-local, so a pooled connection never carries one request's
         tenant into the next; without a scope, row-level security shows no tenant rows at all.
+
+        A database that cannot be reached, drops the connection, cancels a statement at its timeout or
+        has no connection to lend (psycopg's OperationalError family) raises DependencyUnavailable:
+        one retryable answer at every edge, translated here once instead of in every adapter.
         """
         settings = {
             "statement_timeout": str(self._statement_timeout_ms),
             **(scope or TenantScope()).settings(),
         }
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "SELECT set_config(name, value, true) FROM unnest(%s::text[], %s::text[]) AS s(name, value)",
-                (list(settings), list(settings.values())),
-            )
-            yield conn
+        try:
+            with self._pool.connection() as pooled, pooled.transaction():
+                conn: psycopg.Connection[Any] = pooled
+                conn.execute(_SET_LOCAL, (list(settings), list(settings.values())))
+                if dict_rows:
+                    conn.row_factory = dict_row
+                try:
+                    yield conn
+                finally:
+                    # The pool lends this connection to every adapter next: give it back as it came.
+                    conn.row_factory = tuple_row
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            logger.warning("PostgreSQL unavailable", extra={"error": type(error).__name__})
+            raise DependencyUnavailable("The database is unavailable") from None
 
     def close(self) -> None:
         self._pool.close()

@@ -37,5 +37,7 @@ class PostgresActivityRecorder:
         try:
             with self._database.transaction(scope) as conn:
                 conn.execute(_UPSERT[operation], (scope.companion_id, scope.user_id, at))
-        except psycopg.OperationalError as error:
-            raise DependencyUnavailable("The database is unavailable") from error
+        except psycopg.Error as error:
+            # Past the outages Database already translates: e.g. the companion deleted a moment ago (its
+            # foreign key). Counting is best effort (domain.memory_access), so any failure is this one.
+            raise DependencyUnavailable("Activity could not be recorded") from error

@@ -7,14 +7,11 @@ owner-read policy of activity_hourly, migrations/0010_analytics.sql). The schedu
 tenants.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
@@ -125,28 +122,14 @@ class PostgresAnalyticsStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    @contextmanager
-    def _tx(self, scope: TenantScope | None) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._database.transaction(scope) as conn:
-                # The connection goes back to a pool other adapters share: give it back as it came.
-                previous = conn.row_factory
-                conn.row_factory = dict_row
-                try:
-                    yield conn
-                finally:
-                    conn.row_factory = previous
-        except psycopg.OperationalError as error:
-            raise DependencyUnavailable("The database is unavailable") from error
-
     def companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(_COMPANION, (companion_id, owner_id)).fetchone()
         return None if row is None else Companion.model_validate(row)
 
     def series(self, scope: TenantScope, start: datetime, end: datetime, bucket: Bucket) -> SeriesRows:
         args = {"companion": scope.companion_id, "start": start, "end": end, "bucket": bucket}
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             activity = [ActivityRow(**row) for row in conn.execute(_ACTIVITY, args).fetchall()]
             conversations = _counts(conn, _CONVERSATIONS, args)
             created = _counts(conn, _CREATED, args)
@@ -164,7 +147,7 @@ class PostgresAnalyticsStore:
         self, scope: TenantScope, start: datetime, end: datetime, limit: int
     ) -> list[UserEngagement]:
         args = {"companion": scope.companion_id, "start": start, "end": end, "limit": limit}
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             rows = conn.execute(_ENGAGEMENT, args).fetchall()
         return [
             UserEngagement(interactions=row["reads"] + row["writes"] + row["deletes"], **row) for row in rows
@@ -174,7 +157,7 @@ class PostgresAnalyticsStore:
         self, owner_id: UUID, start: datetime, end: datetime, limit: int
     ) -> list[CompanionActivity]:
         args = {"owner": owner_id, "start": start, "end": end, "limit": limit}
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             rows = conn.execute(_LEADERBOARD, args).fetchall()
         return [CompanionActivity.model_validate(row) for row in rows]
 
@@ -193,7 +176,7 @@ class PostgresAnalyticsStore:
             "memories": 0.9 * limits.max_memories_per_user,
             "bytes": 0.9 * limits.max_content_bytes_per_user,
         }
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             created = conn.execute(
                 "SELECT created_at FROM companions WHERE id = %s", (scope.companion_id,)
             ).fetchone()
@@ -215,14 +198,14 @@ class PostgresAnalyticsStore:
         )
 
     def scheduled_companions(self, after: UUID | None, max_rows: int) -> list[ScheduledCompanion]:
-        with self._tx(None) as conn:
+        with self._database.transaction(None, dict_rows=True) as conn:
             rows = conn.execute(
                 "SELECT id, owner_id, status, config FROM scheduled_companions(%s, %s)", (after, max_rows)
             ).fetchall()
         return [ScheduledCompanion(**row) for row in rows]
 
     def pause(self, companion: ScheduledCompanion, audit: AuditEvent) -> bool:
-        with self._tx(TenantScope(owner_id=companion.owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=companion.owner_id), dict_rows=True) as conn:
             paused = conn.execute(
                 "UPDATE companions SET status = 'paused', updated_at = %s "
                 "WHERE id = %s AND owner_id = %s AND status = 'active' RETURNING id",

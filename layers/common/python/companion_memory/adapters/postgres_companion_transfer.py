@@ -4,16 +4,11 @@ Reads run in the companion-wide scope of the owner (``user_id = '*'``) or in one
 mapping (``companion_imports``, migration 0011) is visible only in its owner's scope.
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from companion_memory.adapters.postgres import Database
-from companion_memory.errors import DependencyUnavailable
 from companion_memory.models.memory import Relation
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 
@@ -22,17 +17,9 @@ class PostgresTransferStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    @contextmanager
-    def _tx(self, scope: TenantScope) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._database.transaction(scope) as conn:
-                yield conn
-        except psycopg.OperationalError as error:
-            raise DependencyUnavailable("The database is unavailable") from error
-
     def users_page(self, owner_id: UUID, companion_id: UUID, after: str | None, limit: int) -> list[str]:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=ALL_USERS)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope) as conn:
             rows = conn.execute(
                 "SELECT DISTINCT user_id FROM memories WHERE companion_id = %s AND forgotten_at IS NULL"
                 " AND (%s::text IS NULL OR user_id > %s) ORDER BY user_id LIMIT %s",
@@ -42,7 +29,7 @@ class PostgresTransferStore:
 
     def relations(self, owner_id: UUID, companion_id: UUID, user_id: str) -> list[Relation]:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope) as conn:
             rows = conn.execute(
                 "SELECT r.id, r.source_id, r.target_id, r.type, r.metadata, r.created_at"
                 " FROM memory_relations r"
@@ -57,7 +44,7 @@ class PostgresTransferStore:
         ]
 
     def imported(self, scope: TenantScope, keys: Sequence[str]) -> dict[str, UUID]:
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope) as conn:
             rows = conn.execute(
                 "SELECT import_key, memory_id FROM memory_imports WHERE companion_id = %s AND user_id = %s"
                 " AND import_key = ANY(%s) AND memory_id IS NOT NULL",
@@ -66,7 +53,7 @@ class PostgresTransferStore:
         return {str(key): memory_id for key, memory_id in rows}
 
     def import_target(self, owner_id: UUID, source_companion_id: UUID) -> UUID | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
             row = conn.execute(
                 "SELECT i.companion_id FROM companion_imports i JOIN companions c ON c.id = i.companion_id"
                 " WHERE i.owner_id = %s AND i.source_companion_id = %s AND c.status <> 'deleted'",
@@ -77,7 +64,7 @@ class PostgresTransferStore:
     def claim_target(
         self, owner_id: UUID, source_companion_id: UUID, now: datetime, stale_before: datetime
     ) -> bool:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
             # New, or taken over: a claim whose import died (never completed, older than the lease), or a
             # target that was deleted since.
             claimed = conn.execute(
@@ -93,7 +80,7 @@ class PostgresTransferStore:
         return claimed is not None
 
     def release_target(self, owner_id: UUID, source_companion_id: UUID) -> None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
             # The app role may not delete the row: an uncompleted claim made stale is free for the next one.
             conn.execute(
                 "UPDATE companion_imports SET claimed_at = '-infinity'"
@@ -102,7 +89,7 @@ class PostgresTransferStore:
             )
 
     def complete_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
             conn.execute(
                 "UPDATE companion_imports SET companion_id = %s"
                 " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL",

@@ -7,19 +7,15 @@ opens only after it found the companion among the owner's. The version history i
 ``companions_versions`` trigger (migrations/0008), in the same statement as the change.
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_identity import _audit as audit  # one audit writer
-from companion_memory.errors import DependencyUnavailable
 from companion_memory.models.companion import CompanionUserDetail, CompanionVersion
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
@@ -36,26 +32,13 @@ class PostgresCompanionStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    @contextmanager
-    def _tx(self, scope: TenantScope) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._database.transaction(scope) as conn:
-                previous = conn.row_factory  # the pool is shared: give the connection back as it came
-                conn.row_factory = dict_row
-                try:
-                    yield conn
-                finally:
-                    conn.row_factory = previous
-        except psycopg.OperationalError as error:
-            raise DependencyUnavailable("The database is unavailable") from error
-
     # --- companions -----------------------------------------------------------------------------------------
 
     def list_companions(
         self, owner_id: UUID, statuses: Sequence[str], after: tuple[datetime, UUID] | None, limit: int
     ) -> list[Companion]:
         after_at, after_id = after if after is not None else (None, None)
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             rows = conn.execute(
                 f"SELECT {_COMPANION_COLUMNS} FROM companions WHERE owner_id = %s AND status = ANY(%s) "
                 "AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid)) "
@@ -65,7 +48,7 @@ class PostgresCompanionStore:
         return [Companion.model_validate(row) for row in rows]
 
     def save_version(self, companion: Companion, expected_version: str, audit_event: AuditEvent) -> bool:
-        with self._tx(TenantScope(owner_id=companion.owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=companion.owner_id), dict_rows=True) as conn:
             row = conn.execute(
                 "UPDATE companions SET name = %s, config = %s, version = %s, updated_at = %s "
                 "WHERE id = %s AND owner_id = %s AND version = %s AND status = %s RETURNING id",
@@ -94,7 +77,7 @@ class PostgresCompanionStore:
         at: datetime,
         audit_event: AuditEvent,
     ) -> Companion | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(
                 f"UPDATE companions SET status = %s, updated_at = %s "
                 f"WHERE id = %s AND owner_id = %s AND status = %s RETURNING {_COMPANION_COLUMNS}",
@@ -108,7 +91,7 @@ class PostgresCompanionStore:
     def versions(
         self, owner_id: UUID, companion_id: UUID, before: str | None, limit: int
     ) -> list[CompanionVersion]:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             rows = conn.execute(
                 f"SELECT {_VERSION_COLUMNS} FROM companion_versions "
                 "WHERE companion_id = %s AND owner_id = %s "
@@ -119,7 +102,7 @@ class PostgresCompanionStore:
         return [CompanionVersion.model_validate(row) for row in rows]
 
     def version(self, owner_id: UUID, companion_id: UUID, version: str) -> CompanionVersion | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(
                 f"SELECT {_VERSION_COLUMNS} FROM companion_versions "
                 "WHERE companion_id = %s AND owner_id = %s AND version = %s",
@@ -133,7 +116,7 @@ class PostgresCompanionStore:
         self, owner_id: UUID, companion_id: UUID, after: str | None, limit: int
     ) -> list[CompanionUserDetail]:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=ALL_USERS)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             rows = conn.execute(
                 f"SELECT {_USER_COLUMNS} FROM companion_users WHERE companion_id = %s "
                 "AND (%s::text IS NULL OR user_id > %s) ORDER BY user_id LIMIT %s",
@@ -143,7 +126,7 @@ class PostgresCompanionStore:
 
     def user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> CompanionUserDetail | None:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             row = conn.execute(
                 f"SELECT {_USER_COLUMNS} FROM companion_users WHERE companion_id = %s AND user_id = %s",
                 (companion_id, user_id),
@@ -160,7 +143,7 @@ class PostgresCompanionStore:
         audit_event: AuditEvent,
     ) -> CompanionUserDetail:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             row = conn.execute(
                 "INSERT INTO companion_users AS cu "
                 "(companion_id, user_id, preferences, created_at, updated_at) "

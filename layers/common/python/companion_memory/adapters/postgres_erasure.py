@@ -10,8 +10,6 @@ with a ``user_id`` or ``companion_id`` column is in none of the lists: a table a
 erasure treats it (add it to ``USER_TABLES`` when the app role may delete its rows of one user).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,10 +18,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.errors import DependencyUnavailable
 from companion_memory.models.identity import AuditEvent
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
-from companion_memory.observability import logger
 
 # Tables with rows of one companion user, deleted in this order (referencing tables before referenced
 # ones; memories before companion_users, whose usage counters the memories' delete trigger still moves).
@@ -63,22 +59,13 @@ class PostgresErasure:
         self._database = database
         self._batch = batch
 
-    @contextmanager
-    def _tx(self, scope: TenantScope) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._database.transaction(scope) as conn:
-                yield conn
-        except psycopg.OperationalError as error:
-            logger.warning("PostgreSQL unavailable for erasure", extra={"error": type(error).__name__})
-            raise DependencyUnavailable("the database is unavailable") from None
-
     # --- TenantDataStore ------------------------------------------------------------------------------------
 
     def erase_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> dict[str, int]:
         """Every row of the user, in one transaction; the audit log's mentions of them pseudonymised."""
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
         user_rows = "companion_id = %s AND user_id = %s"
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope) as conn:
             removed = {
                 table: _count(
                     conn, f"SELECT count(*) FROM {table} WHERE {user_rows}", (companion_id, user_id)
@@ -99,7 +86,7 @@ class PostgresErasure:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=ALL_USERS)
         removed = dict.fromkeys((*CASCADED_TABLES, *USER_TABLES, *COMPANION_TABLES), 0)
         while True:
-            with self._tx(scope) as conn:
+            with self._database.transaction(scope) as conn:
                 batch = [
                     row[0]
                     for row in conn.execute(
@@ -129,7 +116,7 @@ class PostgresErasure:
         for table in (*USER_TABLES, *COMPANION_TABLES):
             if table != "memories":
                 removed[table] += self._delete_in_batches(scope, table, companion_id)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope) as conn:
             removed["audit_log_pseudonymised"] = _count(
                 conn, "SELECT pseudonymise_audit_companion(%s)", (companion_id,)
             )
@@ -138,7 +125,7 @@ class PostgresErasure:
     def _delete_in_batches(self, scope: TenantScope, table: str, companion_id: UUID) -> int:
         total = 0
         while True:
-            with self._tx(scope) as conn:
+            with self._database.transaction(scope) as conn:
                 deleted = conn.execute(
                     f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
                     f"SELECT ctid FROM {table} WHERE companion_id = %s LIMIT %s))",
@@ -153,7 +140,7 @@ class PostgresErasure:
     def retire_companion(self, owner_id: UUID, companion_id: UUID, at: datetime, audit: AuditEvent) -> bool:
         """Tombstone the companion (status deleted, wrapped data key destroyed, config emptied) and revoke its
         keys, with ``audit``, in one transaction; False (nothing written) when it was already deleted."""
-        with self._tx(TenantScope(owner_id=owner_id, companion_id=companion_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id, companion_id=companion_id)) as conn:
             # Emptying the config is a change of config, which needs a new version (migration 0008's trigger):
             # the next major one after every version the companion ever had.
             retired = conn.execute(
@@ -174,7 +161,9 @@ class PostgresErasure:
         return True
 
     def record(self, audit: AuditEvent) -> None:
-        with self._tx(TenantScope(owner_id=audit.owner_id, companion_id=audit.companion_id)) as conn:
+        with self._database.transaction(
+            TenantScope(owner_id=audit.owner_id, companion_id=audit.companion_id)
+        ) as conn:
             _audit(conn, audit)
 
 

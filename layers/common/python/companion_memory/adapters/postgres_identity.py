@@ -7,19 +7,16 @@ read made before a tenant is known (authentication) sets only ``app.api_key_pref
 ``api_key_by_prefix`` then shows that one row and nothing else (see migrations/0004_identity.sql).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
 from companion_memory.domain.identity import refuse_owner_lockout
-from companion_memory.errors import Conflict, DependencyUnavailable
+from companion_memory.errors import Conflict
 from companion_memory.models.identity import (
     ApiKey,
     AuditEvent,
@@ -43,24 +40,10 @@ class PostgresIdentityStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    @contextmanager
-    def _tx(self, scope: TenantScope | None = None) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._database.transaction(scope) as conn:
-                # The connection goes back to a pool other adapters share: give it back as it came.
-                previous = conn.row_factory
-                conn.row_factory = dict_row
-                try:
-                    yield conn
-                finally:
-                    conn.row_factory = previous
-        except psycopg.OperationalError as error:
-            raise DependencyUnavailable("The database is unavailable") from error
-
     # --- owners and companions ------------------------------------------------------------------------------
 
     def create_owner(self, owner: Owner, key: StoredApiKey, audit: AuditEvent) -> None:
-        with self._tx(TenantScope(owner_id=owner.id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner.id), dict_rows=True) as conn:
             conn.execute(
                 "INSERT INTO owners (id, name, created_at) VALUES (%s, %s, %s)",
                 (owner.id, owner.name, owner.created_at),
@@ -69,7 +52,7 @@ class PostgresIdentityStore:
             _audit(conn, audit)
 
     def create_companion(self, companion: Companion, audit: AuditEvent) -> None:
-        with self._tx(TenantScope(owner_id=companion.owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=companion.owner_id), dict_rows=True) as conn:
             conn.execute(
                 "INSERT INTO companions (id, owner_id, name, config, isolation_level, status, version, "
                 "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -88,7 +71,7 @@ class PostgresIdentityStore:
             _audit(conn, audit)
 
     def get_companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(
                 f"SELECT {_COMPANION_COLUMNS} FROM companions WHERE id = %s AND owner_id = %s",
                 (companion_id, owner_id),
@@ -103,12 +86,12 @@ class PostgresIdentityStore:
     # --- API keys -------------------------------------------------------------------------------------------
 
     def insert_api_key(self, key: StoredApiKey, audit: AuditEvent) -> None:
-        with self._tx(TenantScope(owner_id=key.record.owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=key.record.owner_id), dict_rows=True) as conn:
             _insert_key(conn, key)
             _audit(conn, audit)
 
     def api_key_by_prefix(self, prefix: str) -> StoredApiKey | None:
-        with self._tx() as conn:
+        with self._database.transaction(dict_rows=True) as conn:
             conn.execute("SELECT set_config('app.api_key_prefix', %s, true)", (prefix,))
             row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE prefix = %s", (prefix,)).fetchone()
         return None if row is None else _stored_key(row)
@@ -116,7 +99,7 @@ class PostgresIdentityStore:
     # companion_id None names the organisation's owner keys (their companion_id column is NULL).
 
     def list_api_keys(self, owner_id: UUID, companion_id: UUID | None) -> list[ApiKey]:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             rows = conn.execute(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE owner_id = %s "
                 "AND companion_id IS NOT DISTINCT FROM %s ORDER BY created_at, id",
@@ -127,7 +110,7 @@ class PostgresIdentityStore:
     def revoke_api_key(
         self, owner_id: UUID, companion_id: UUID | None, key_id: UUID, at: datetime, audit: AuditEvent
     ) -> ApiKey | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             if companion_id is None:
                 # Every owner key of the organisation, locked: of two revocations at once, the second
                 # waits and then sees the first's, so they cannot each leave the other as the last key.
@@ -157,7 +140,7 @@ class PostgresIdentityStore:
         grace_until: datetime,
         audit: AuditEvent,
     ) -> ApiKey | None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             # FOR UPDATE: two rotations of one key at once must not both succeed (a key has one successor).
             row = conn.execute(
                 f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s AND owner_id = %s "
@@ -179,7 +162,7 @@ class PostgresIdentityStore:
         return None if updated is None else _stored_key(updated).record
 
     def touch_api_key(self, owner_id: UUID, key_id: UUID, at: datetime, not_since: datetime) -> None:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             conn.execute(
                 "UPDATE api_keys SET last_used_at = %s "
                 "WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)",
@@ -190,7 +173,7 @@ class PostgresIdentityStore:
 
     def companion_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> CompanionUser | None:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             row = conn.execute(
                 f"SELECT {_USER_COLUMNS} FROM companion_users WHERE companion_id = %s AND user_id = %s",
                 (companion_id, user_id),
@@ -201,7 +184,7 @@ class PostgresIdentityStore:
         self, owner_id: UUID, companion_id: UUID, user_id: str, at: datetime, audit: AuditEvent | None
     ) -> CompanionUser:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             conn.execute(
                 "INSERT INTO companion_users (companion_id, user_id, created_at, updated_at) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -228,7 +211,7 @@ class PostgresIdentityStore:
     ) -> CompanionUser:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
         values = changes.model_dump(exclude_none=True)
-        with self._tx(scope) as conn:
+        with self._database.transaction(scope, dict_rows=True) as conn:
             conn.execute(
                 "INSERT INTO companion_users (companion_id, user_id, created_at, updated_at) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -248,7 +231,7 @@ class PostgresIdentityStore:
     # --- audit ----------------------------------------------------------------------------------------------
 
     def audit_events(self, owner_id: UUID, companion_id: UUID | None = None) -> list[AuditEvent]:
-        with self._tx(TenantScope(owner_id=owner_id)) as conn:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             rows = conn.execute(
                 "SELECT owner_id, companion_id, actor, action, target, details, at FROM audit_log "
                 "WHERE owner_id = %s AND (%s::uuid IS NULL OR companion_id = %s) ORDER BY at, id",
