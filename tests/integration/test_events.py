@@ -132,7 +132,7 @@ def _an_import_without_a_header_is_400_naming_line_1(answer: dict[str, Any], _: 
 
 
 def _cleanup_run_reports_what_it_did(answer: dict[str, Any], _: CloudFormation) -> None:
-    # The stack's companions (whatever other tests left) are walked to the end; the summary is the whole answer.
+    # Every companion the stack holds (whatever other tests left) is walked; the answer is the summary.
     assert set(answer) == set(UpkeepSummary.model_fields), answer
     assert answer["completed"] is True
     assert all(count >= 0 for name, count in answer.items() if name != "completed")
