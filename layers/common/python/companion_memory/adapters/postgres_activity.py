@@ -12,12 +12,12 @@ import psycopg
 
 from companion_memory.adapters.postgres import Database
 from companion_memory.errors import DependencyUnavailable
-from companion_memory.models.analytics import ActivityKind
+from companion_memory.models.analytics import Operation
 from companion_memory.models.tenancy import TenantScope
 
 # One statement per kind: the column is part of the SQL text, never a parameter.
-_COLUMNS: Final[dict[ActivityKind, str]] = {"read": "reads", "write": "writes", "delete": "deletes"}
-_UPSERT: Final[dict[ActivityKind, str]] = {
+_COLUMNS: Final[dict[Operation, str]] = {"read": "reads", "write": "writes", "delete": "deletes"}
+_UPSERT: Final[dict[Operation, str]] = {
     kind: (
         f"INSERT INTO activity_hourly AS a (companion_id, user_id, hour, {column}) "  # noqa: S608
         "VALUES (%s, %s, date_trunc('hour', %s::timestamptz, 'UTC'), 1) "
@@ -31,7 +31,7 @@ class PostgresActivityRecorder:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def record(self, scope: TenantScope, operation: ActivityKind, at: datetime) -> None:
+    def record(self, scope: TenantScope, operation: Operation, at: datetime) -> None:
         if scope.companion_id is None or scope.user_id is None:
             raise ValueError("activity is recorded for one companion user")
         try:

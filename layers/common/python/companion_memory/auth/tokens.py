@@ -38,22 +38,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+# The scope names and lifetime bounds live in a module without the JWT stack; re-exported (__all__).
+from companion_memory.auth.grants import (
+    ALL_SCOPES,
+    MAX_TTL_S,
+    MIN_TTL_S,
+    SCOPE_ADMIN,
+    SCOPE_MEMORIES_DELETE,
+    SCOPE_MEMORIES_READ,
+    SCOPE_MEMORIES_WRITE,
+)
 from companion_memory.errors import Forbidden, Unauthorized, ValidationFailed
 
 Algorithm = Literal["ES256", "EdDSA"]
 SUPPORTED_ALGORITHMS: Final[frozenset[str]] = frozenset(get_args(Algorithm))
 DEFAULT_ALGORITHM: Final[Algorithm] = "ES256"
 
-SCOPE_MEMORIES_READ: Final = "memories:read"
-SCOPE_MEMORIES_WRITE: Final = "memories:write"
-SCOPE_MEMORIES_DELETE: Final = "memories:delete"
-SCOPE_ADMIN: Final = "admin"
-ALL_SCOPES: Final[frozenset[str]] = frozenset(
-    {SCOPE_MEMORIES_READ, SCOPE_MEMORIES_WRITE, SCOPE_MEMORIES_DELETE, SCOPE_ADMIN}
-)
-
-MIN_TTL_S: Final = 60
-MAX_TTL_S: Final = 24 * 60 * 60
 DEFAULT_LEEWAY_S: Final = 30
 MAX_LEEWAY_S: Final = 300
 # Our tokens are ~500 bytes; the cap bounds what an unauthenticated caller makes us parse before any crypto.

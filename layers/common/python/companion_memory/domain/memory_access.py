@@ -22,10 +22,10 @@ is locked.
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 from uuid import UUID
 
-from companion_memory.auth.tokens import (
+from companion_memory.auth.grants import (
     SCOPE_ADMIN,
     SCOPE_MEMORIES_DELETE,
     SCOPE_MEMORIES_READ,
@@ -33,12 +33,12 @@ from companion_memory.auth.tokens import (
 )
 from companion_memory.caching import TtlCache
 from companion_memory.errors import CompanionMemoryError, Forbidden, NotFound
+from companion_memory.models.analytics import Operation as Operation  # re-exported: routes and tools name it
 from companion_memory.models.identity import Companion, CompanionUser
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.observability import logger, metrics
 from companion_memory.ports import IdentityStore
 
-Operation = Literal["read", "write", "delete"]
 MEMORY_SCOPES: Final = (SCOPE_MEMORIES_READ, SCOPE_MEMORIES_WRITE, SCOPE_MEMORIES_DELETE)
 NO_SUCH_COMPANION: Final = "No such companion"
 NO_SUCH_USER: Final = "No such user"

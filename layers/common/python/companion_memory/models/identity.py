@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from companion_memory.auth.tokens import ALL_SCOPES, MAX_TTL_S, MIN_TTL_S
+from companion_memory.auth.grants import ALL_SCOPES, MAX_TTL_S, MIN_TTL_S
 
 DEFAULT_TTL_S = 3600
 
