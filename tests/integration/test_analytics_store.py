@@ -351,3 +351,54 @@ def test_two_overlapping_runs_pause_and_audit_once(
         thread.join()
     assert sum(unhealthy in paused for paused in runs) == 1
     assert len(status_and_audit(database, owner, unhealthy)[1]) == 1
+
+
+def resume(database: Database, owner: UUID, companion: UUID, at: datetime) -> None:
+    """What CompanionService.transition writes when an owner resumes a companion: the audit entry."""
+    with database.transaction(TenantScope(owner_id=owner)) as conn:
+        conn.execute(
+            "INSERT INTO audit_log (owner_id, companion_id, actor, action, target, at) "
+            "VALUES (%s, %s, 'owner', 'companion.resumed', %s, %s)",
+            (owner, companion, str(companion), at),
+        )
+
+
+def test_last_resumed_is_the_latest_resume_of_that_companion_only(
+    database: Database, store: PostgresAnalyticsStore
+) -> None:
+    owner = new_owner(database)
+    companion, sibling = new_companion(database, owner), new_companion(database, owner)
+    resume(database, owner, companion, NOW - timedelta(days=3))
+    resume(database, owner, companion, NOW - timedelta(hours=5))
+    resume(database, owner, sibling, NOW - timedelta(hours=1))
+
+    assert store.last_resumed(owner, companion) == NOW - timedelta(hours=5)
+    assert store.last_resumed(owner, new_companion(database, owner)) is None
+    # Another owner's context sees none of it (the audit log's owner policy)
+    assert store.last_resumed(new_owner(database), companion) is None
+
+
+def test_the_schedule_cursor_is_kept_per_job(store: PostgresAnalyticsStore) -> None:
+    job, mark = f"test-{uuid4()}", uuid4()
+    assert store.cursor(job) is None
+    store.save_cursor(job, mark)
+    store.save_cursor(f"{job}-other", uuid4())
+    assert store.cursor(job) == mark
+    store.save_cursor(job, None)
+    assert store.cursor(job) is None
+
+
+def test_an_unhealthy_companion_resumed_47_hours_ago_is_paused_only_after_48(
+    database: Database, recorder: PostgresActivityRecorder, store: PostgresAnalyticsStore
+) -> None:
+    # Given an unhealthy auto-pausing companion its owner resumed 47 hours ago
+    owner = new_owner(database)
+    unhealthy = unhealthy_companion(database, recorder, owner)
+    resume(database, owner, unhealthy, NOW - timedelta(hours=47))
+    # When the schedule runs now and again 2 hours later (on the same week of data)
+    first = AnalyticsService(store, FakeClock(NOW)).run_schedule(lambda: 600.0)
+    later = AnalyticsService(store, FakeClock(NOW + timedelta(hours=2))).run_schedule(lambda: 600.0)
+    # Then the first run leaves it active; once 48 hours have passed, the second pauses it
+    assert unhealthy not in first.paused
+    assert first.resumed_recently >= 1
+    assert unhealthy in later.paused

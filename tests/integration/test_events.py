@@ -115,8 +115,10 @@ def _a_companion_that_does_not_exist_is_404(answer: dict[str, Any], _: CloudForm
 
 def _analytics_run_reports_what_it_did(answer: dict[str, Any], _: CloudFormation) -> None:
     # The stack's companions (whatever other tests left) are scored; none of them enables auto-pause.
-    assert set(answer) == {"companions", "scored", "paused", "not_enough_data"}, answer
+    keys = {"companions", "scored", "paused", "not_enough_data", "resumed_recently", "completed"}
+    assert set(answer) == keys, answer
     assert answer["scored"] == answer["companions"]
+    assert answer["completed"] is True
 
 
 def _an_owner_without_companions_lists_none(answer: dict[str, Any], _: CloudFormation) -> None:

@@ -2,6 +2,7 @@
 auto-pause schedule, and the activity MemoryAccess records. PostgreSQL runs in
 tests/integration/test_analytics_store.py."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -74,6 +75,10 @@ class FakeAnalyticsStore:
     users: list[UserEngagement] = field(default_factory=list)
     audit: list[AuditEvent] = field(default_factory=list)
     scopes: list[TenantScope] = field(default_factory=list)
+    resumed: dict[UUID, datetime] = field(default_factory=dict)
+    cursors: dict[str, UUID | None] = field(default_factory=dict)
+    # The companions health was computed for, in order (what a run visited).
+    visited: list[UUID] = field(default_factory=list)
 
     def companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
         found = self.companions.get(companion_id)
@@ -101,6 +106,7 @@ class FakeAnalyticsStore:
     def health_inputs(self, scope: TenantScope, now: datetime, limits: Limits) -> HealthInputs:
         self.scopes.append(scope)
         assert scope.companion_id is not None
+        self.visited.append(scope.companion_id)
         return self.inputs.get(scope.companion_id, healthy_inputs())
 
     def scheduled_companions(self, after: UUID | None, max_rows: int) -> list[ScheduledCompanion]:
@@ -117,6 +123,15 @@ class FakeAnalyticsStore:
         self.companions[companion.id] = stored.model_copy(update={"status": "paused"})
         self.audit.append(audit)
         return True
+
+    def last_resumed(self, owner_id: UUID, companion_id: UUID) -> datetime | None:
+        return self.resumed.get(companion_id)
+
+    def cursor(self, job: str) -> UUID | None:
+        return self.cursors.get(job)
+
+    def save_cursor(self, job: str, after: UUID | None) -> None:
+        self.cursors[job] = after
 
 
 def service(store: FakeAnalyticsStore) -> AnalyticsService:
@@ -362,7 +377,61 @@ def test_the_schedule_walks_every_page_of_companions() -> None:
 
 def test_the_schedule_stops_early_when_the_invocation_runs_out_of_time() -> None:
     store = store_with(*(active_companion(uuid4(), OWNER) for _ in range(3)))
-    assert service(store).run_schedule(lambda: 1.0).companions == 0
+    run = service(store).run_schedule(lambda: 1.0)
+    assert (run.companions, run.completed) == (0, False)
+
+
+def by_id(count: int) -> list[Companion]:
+    return sorted((active_companion(uuid4(), OWNER) for _ in range(count)), key=lambda c: c.id.int)
+
+
+def seconds_for(companions: int) -> Callable[[], float]:
+    """A clock of the invocation's time left that runs low after ``companions`` visits."""
+    calls = iter(range(10_000))
+    return lambda: 60.0 if next(calls) < companions else 1.0
+
+
+def test_a_run_that_stops_early_is_resumed_by_the_next_one_where_it_stopped() -> None:
+    # Given 250 companions (three pages) and a first run that has time for 120 of them
+    companions = by_id(250)
+    store = store_with(*companions)
+    first = service(store).run_schedule(seconds_for(120))
+    # When the next run has time for all
+    store.visited.clear()
+    second = service(store).run_schedule(lambda: 60.0)
+    # Then the first stopped after 120, and the second began with the 121st, went to the end, and wrapped
+    # round to the first 120
+    assert (first.companions, first.completed) == (120, False)
+    assert store.visited[:130] == [c.id for c in companions[120:]]
+    assert store.visited[130:] == [c.id for c in companions[:120]]
+    assert (second.companions, second.completed) == (250, True)
+
+
+def test_late_companions_are_reached_by_runs_that_each_stop_early() -> None:
+    # Given 30 companions and runs that each have time for 12
+    companions = by_id(30)
+    store = store_with(*companions)
+    # When three runs go one after the other
+    for _ in range(3):
+        service(store).run_schedule(seconds_for(12))
+    # Then every companion was scored, the last ones by the third run, none skipped
+    assert store.visited[:30] == [c.id for c in companions]
+
+
+def test_a_companion_resumed_within_48_hours_is_not_paused_again() -> None:
+    # Given an unhealthy auto-pausing companion that its owner resumed 47 hours ago, and another 49 hours ago
+    recent, earlier = auto_pausing(uuid4()), auto_pausing(uuid4())
+    store = store_with(recent, earlier)
+    for companion in (recent, earlier):
+        store.inputs[companion.id] = healthy_inputs(recent_interactions=0, blocked_users=10)
+    store.resumed[recent.id] = NOW - timedelta(hours=47)
+    store.resumed[earlier.id] = NOW - timedelta(hours=49)
+    # When the schedule runs
+    run = service(store).run_schedule(lambda: 60.0)
+    # Then only the one resumed more than 48 hours ago is paused; the other is counted as deferred
+    assert run.paused == [earlier.id]
+    assert run.resumed_recently == 1
+    assert store.companions[recent.id].status == "active"
 
 
 def test_a_companion_whose_config_cannot_be_read_is_scored_but_never_paused() -> None:

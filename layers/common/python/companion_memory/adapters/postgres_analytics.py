@@ -228,6 +228,30 @@ class PostgresAnalyticsStore:
             )
         return True
 
+    def last_resumed(self, owner_id: UUID, companion_id: UUID) -> datetime | None:
+        # The owner's audit trail (audit_read_by_owner), by the audit_log_companion index.
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
+            row = conn.execute(
+                "SELECT max(at) AS at FROM audit_log "
+                "WHERE owner_id = %s AND companion_id = %s AND action = 'companion.resumed'",
+                (owner_id, companion_id),
+            ).fetchone()
+        return None if row is None else row["at"]
+
+    # The schedule's place in its walk (schedule_cursors, 0009: no tenant data, no tenant context).
+    def cursor(self, job: str) -> UUID | None:
+        with self._database.transaction(None, dict_rows=True) as conn:
+            row = conn.execute("SELECT after_id FROM schedule_cursors WHERE job = %s", (job,)).fetchone()
+        return None if row is None else row["after_id"]
+
+    def save_cursor(self, job: str, after: UUID | None) -> None:
+        with self._database.transaction(None) as conn:
+            conn.execute(
+                "INSERT INTO schedule_cursors (job, after_id, updated_at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (job) DO UPDATE SET after_id = EXCLUDED.after_id, updated_at = now()",
+                (job, after),
+            )
+
 
 def _counts(conn: psycopg.Connection[Any], sql: str, args: dict[str, Any]) -> dict[datetime, int]:
     return {row["bucket"]: int(row["n"]) for row in conn.execute(sql, args).fetchall()}

@@ -18,15 +18,21 @@ out and says so):
 - ``blocked_users`` (0.2): 100 * (1 - blocked users / users).
 Enough data to act on (auto-pause) means the companion is at least 8 days old and its baseline week had
 ≥ 70 requests on ≥ 3 distinct days: a brand-new or barely used companion is never paused.
+
+The schedule resumes where the previous run stopped (its cursor in ``schedule_cursors``, job
+``analytics_health``) and, with time left, wraps around to the companions before it: every run scores every
+companion when it can, and when it cannot, the next one carries on instead of starting at the first again.
+A companion resumed in the last 48 hours (audit ``companion.resumed``) is scored but not paused: its last
+24 hours include the paused time, so the same week of data would pause it again within the hour.
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 from uuid import UUID
 
-from companion_memory.auth.tokens import SCOPE_ADMIN, SCOPE_MEMORIES_READ
+from companion_memory.auth.grants import SCOPE_ADMIN, SCOPE_MEMORIES_READ
 from companion_memory.domain.memory_access import NO_SUCH_COMPANION, Actor, require_scope
 from companion_memory.errors import CompanionMemoryError, Forbidden, NotFound, ValidationFailed
 from companion_memory.models.analytics import (
@@ -62,7 +68,12 @@ MIN_BASELINE_INTERACTIONS: Final = 70
 MIN_BASELINE_DAYS: Final = 3
 AUTO_PAUSED: Final = "companion.auto_paused"
 SCHEDULER_ACTOR: Final = "system:analytics"
+SCHEDULE_JOB: Final = "analytics_health"
 PAGE: Final = 100
+# Seconds kept in hand when the run stops early: one companion's score and pause take milliseconds.
+RESERVE_S: Final = 5.0
+# After an owner resumes a companion, the schedule does not pause it again for this long.
+RESUME_GRACE: Final = timedelta(hours=48)
 
 
 class AnalyticsStore(Protocol):
@@ -93,6 +104,16 @@ class AnalyticsStore(Protocol):
         """Pause the companion if it is still active, with ``audit`` in the same transaction; False (and
         nothing written) when it no longer is: two overlapping runs pause and audit once."""
         ...
+
+    def last_resumed(self, owner_id: UUID, companion_id: UUID) -> datetime | None:
+        """When the companion was last resumed (its latest ``companion.resumed`` audit entry), if ever."""
+        ...
+
+    def cursor(self, job: str) -> UUID | None:
+        """The last companion id the schedule ``job`` passed (``schedule_cursors``), None to start over."""
+        ...
+
+    def save_cursor(self, job: str, after: UUID | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,35 +306,53 @@ class AnalyticsService:
     # --- the schedule ------------------------------------------------------------------------------------
 
     def run_schedule(self, time_left: Callable[[], float]) -> AutoPauseRun:
-        """Score every companion that is not deleted; pause the active ones whose config enables auto-pause
-        and whose score, on enough data, is below its threshold. Stops early (logged, metric) when
-        ``time_left()`` (seconds) runs low; the next hourly run starts again from the first companion."""
-        seen = scored = not_enough = 0
-        paused: list[UUID] = []
-        after: UUID | None = None
+        """Score every companion that is not deleted, from where the previous run stopped round to it; pause
+        the active ones whose config enables auto-pause, whose score, on enough data, is below its threshold
+        and which were not resumed within ``RESUME_GRACE``. Stops early (logged, metric) when
+        ``time_left()`` (seconds) runs low, keeping its place for the next run."""
+        start = self._store.cursor(SCHEDULE_JOB)
+        run = _Run()
+        after, last, wrapped = start, start, start is None
         while True:
             page = self._store.scheduled_companions(after, PAGE)
             for companion in page:
-                if time_left() < 5:
-                    logger.warning("analytics run stopped early", extra={"companions": seen})
+                if wrapped and start is not None and companion.id > start:
+                    return self._finish(run, last, completed=True)  # round to where this run began
+                if time_left() < RESERVE_S:
+                    logger.warning("analytics run stopped early", extra={"companions": run.seen})
                     metrics.add_metric(name="AnalyticsRunIncomplete", unit="Count", value=1)
-                    return self._finish(seen, scored, paused, not_enough)
-                seen += 1
-                try:
-                    health = self._scheduled_health(companion)
-                except CompanionMemoryError as error:
-                    logger.warning(
-                        "companion not scored", extra={"companion_id": str(companion.id), "code": error.code}
-                    )
-                    metrics.add_metric(name="HealthNotScored", unit="Count", value=1)
-                    continue
-                scored += 1
-                not_enough += not health.enough_data
-                if self._should_pause(companion, health) and self._pause(companion, health):
-                    paused.append(companion.id)
-            if len(page) < PAGE:
-                return self._finish(seen, scored, paused, not_enough)
-            after = page[-1].id
+                    return self._finish(run, last, completed=False)
+                self._visit(companion, run)
+                last = companion.id
+            self._store.save_cursor(SCHEDULE_JOB, last)  # a run killed at its timeout loses one page at most
+            if len(page) == PAGE:
+                after = page[-1].id
+            elif wrapped:
+                return self._finish(run, last, completed=True)
+            else:
+                after, wrapped = None, True  # the end of the list: on to the companions before ``start``
+
+    def _visit(self, companion: ScheduledCompanion, run: "_Run") -> None:
+        run.seen += 1
+        try:
+            health = self._scheduled_health(companion)
+        except CompanionMemoryError as error:
+            logger.warning(
+                "companion not scored", extra={"companion_id": str(companion.id), "code": error.code}
+            )
+            metrics.add_metric(name="HealthNotScored", unit="Count", value=1)
+            return
+        run.scored += 1
+        run.not_enough += not health.enough_data
+        if not self._should_pause(companion, health):
+            return
+        resumed = self._store.last_resumed(companion.owner_id, companion.id)
+        if resumed is not None and health.computed_at - resumed < RESUME_GRACE:
+            run.resumed_recently += 1
+            logger.info("auto-pause deferred: resumed recently", extra={"companion_id": str(companion.id)})
+            return
+        if self._pause(companion, health):
+            run.paused.append(companion.id)
 
     def _scheduled_health(self, companion: ScheduledCompanion) -> Health:
         scope = TenantScope(owner_id=companion.owner_id, companion_id=companion.id, user_id=ALL_USERS)
@@ -355,12 +394,20 @@ class AnalyticsService:
             )
         return done
 
-    @staticmethod
-    def _finish(seen: int, scored: int, paused: list[UUID], not_enough: int) -> AutoPauseRun:
-        metrics.add_metric(name="CompanionsScored", unit="Count", value=scored)
-        metrics.add_metric(name="CompanionsAutoPaused", unit="Count", value=len(paused))
-        metrics.add_metric(name="HealthNotEnoughData", unit="Count", value=not_enough)
-        return AutoPauseRun(companions=seen, scored=scored, paused=paused, not_enough_data=not_enough)
+    def _finish(self, run: "_Run", last: UUID | None, *, completed: bool) -> AutoPauseRun:
+        self._store.save_cursor(SCHEDULE_JOB, last)
+        metrics.add_metric(name="CompanionsScored", unit="Count", value=run.scored)
+        metrics.add_metric(name="CompanionsAutoPaused", unit="Count", value=len(run.paused))
+        metrics.add_metric(name="HealthNotEnoughData", unit="Count", value=run.not_enough)
+        metrics.add_metric(name="AutoPauseDeferredAfterResume", unit="Count", value=run.resumed_recently)
+        return AutoPauseRun(
+            companions=run.seen,
+            scored=run.scored,
+            paused=run.paused,
+            not_enough_data=run.not_enough,
+            resumed_recently=run.resumed_recently,
+            completed=completed,
+        )
 
     # --- shared ------------------------------------------------------------------------------------------
 
@@ -383,6 +430,17 @@ class AnalyticsService:
         if companion is None or companion.status == "deleted":
             raise NotFound(NO_SUCH_COMPANION)
         return companion, TenantScope(owner_id=actor.owner_id, companion_id=companion_id, user_id=ALL_USERS)
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one schedule run has done so far."""
+
+    seen: int = 0
+    scored: int = 0
+    not_enough: int = 0
+    resumed_recently: int = 0
+    paused: list[UUID] = field(default_factory=list)
 
 
 def _top(limit: int) -> int:

@@ -10,7 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ActivityKind = Literal["read", "write", "delete"]
+# What a memory request does: the scope it needs (domain.memory_access) and the activity column it counts in.
+Operation = Literal["read", "write", "delete"]
 Bucket = Literal["hour", "day"]
 
 
@@ -158,3 +159,5 @@ class AutoPauseRun(_Frozen):
     scored: int
     paused: list[UUID]
     not_enough_data: int
+    resumed_recently: int = Field(description="Below the threshold, but resumed by the owner within 48 h")
+    completed: bool = Field(description="False: the run stopped early; the next one carries on from there")
