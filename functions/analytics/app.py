@@ -67,7 +67,8 @@ def get_dashboard(
         content_type=content_types.TEXT_HTML,
         body=page,
         headers={
-            "Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY,
+            "Content-Security-Policy": dashboard.HEADER_CONTENT_SECURITY_POLICY,
+            "Referrer-Policy": dashboard.REFERRER_POLICY,
             "Cache-Control": "private, no-store",
             "X-Content-Type-Options": "nosniff",
         },

@@ -183,6 +183,8 @@ def test_the_dashboard_renders_in_a_real_browser(
     assert page.status_code == 200, page.text
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
     assert "<script>" not in page.text  # the hostile user id is text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     html = tmp_path / "dashboard.html"

@@ -1,10 +1,20 @@
 """The dashboard page: self-contained (no script, nothing loaded from elsewhere), every data string escaped,
 an empty state for a companion with no data. A real browser renders it in tests/e2e/test_dashboard.py."""
 
+import copy
+import importlib.util
+import json
 import re
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from uuid import UUID, uuid4
 
+import pytest
+
+from companion_memory import wiring
+from companion_memory.auth.principal import Principal
 from companion_memory.domain.analytics import Dashboard, fill_series, health_score
 from companion_memory.http.dashboard import render
 from companion_memory.models.analytics import (
@@ -17,12 +27,17 @@ from companion_memory.models.analytics import (
 )
 from tests.support.identity import active_companion
 
+ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 1, 8, 13, tzinfo=UTC)
 END = START + timedelta(days=7)
 HOSTILE = '<script>alert("x")</script>'
 
 
 def page(name: str = "Ava", users: list[UserEngagement] | None = None, busy: bool = True) -> str:
+    return render(dashboard(name, users, busy))
+
+
+def dashboard(name: str = "Ava", users: list[UserEngagement] | None = None, busy: bool = True) -> Dashboard:
     companion = active_companion(uuid4(), uuid4()).model_copy(update={"name": name})
     rows = SeriesRows(
         activity=[ActivityRow(START + timedelta(hours=h), 5, 2, 1, 2) for h in range(0, 168, 3)]
@@ -36,17 +51,15 @@ def page(name: str = "Ava", users: list[UserEngagement] | None = None, busy: boo
     series = fill_series(rows, START, END, "hour")
     totals = {"interactions": sum(p.interactions for p in series), "conversations": 0, "memories_total": 0}
     inputs = HealthInputs(START - timedelta(days=30), 100, 700, 7, 10, 1, 3, 0, 3, 1)
-    return render(
-        Dashboard(
-            companion=companion,
-            metrics=Metrics(
-                companion_id=companion.id, start=START, end=END, bucket="hour", totals=totals, series=series
-            ),
-            engagement=Engagement(companion_id=companion.id, start=START, end=END, users=users or []),
-            health=health_score(companion.id, inputs, END)
-            if busy
-            else health_score(companion.id, HealthInputs(END, 0, 0, 0, 0, 0, 0, 0, 0, 0), END),
-        )
+    return Dashboard(
+        companion=companion,
+        metrics=Metrics(
+            companion_id=companion.id, start=START, end=END, bucket="hour", totals=totals, series=series
+        ),
+        engagement=Engagement(companion_id=companion.id, start=START, end=END, users=users or []),
+        health=health_score(companion.id, inputs, END)
+        if busy
+        else health_score(companion.id, HealthInputs(END, 0, 0, 0, 0, 0, 0, 0, 0, 0), END),
     )
 
 
@@ -99,3 +112,50 @@ def test_a_companion_without_data_gets_empty_states_instead_of_blank_charts() ->
     assert "No memories stored yet" in html
     assert "No user has used this companion in this period" in html
     assert "n/a" in html
+
+
+# --- the response ------------------------------------------------------------------------------------------
+
+
+def _load_app() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "analytics_app_under_test", ROOT / "functions/analytics/app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class DashboardOnly:
+    """Stands in for AnalyticsService on the one call the dashboard route makes."""
+
+    def dashboard(self, actor: object, companion_id: UUID, days: int) -> Dashboard:
+        return dashboard()
+
+
+def test_the_dashboard_response_forbids_framing_and_sends_no_referrer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the analytics function with a dashboard to render
+    app = _load_app()
+    monkeypatch.setattr(wiring, "analytics_service", DashboardOnly)
+    companion_id = uuid4()
+    event: dict[str, Any] = copy.deepcopy(
+        json.loads((ROOT / "events" / "analytics" / "health.json").read_text())
+    )
+    event["routeKey"] = "$default"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/companions/{companion_id}/dashboard"
+    owner = Principal(kind="owner", owner_id=uuid4(), scopes=frozenset({"admin"}), key_id=uuid4())
+    event["requestContext"]["authorizer"] = {"lambda": owner.to_context()}
+    # When the dashboard is asked for
+    answer = app.app.resolve(event, None)
+    # Then the page comes with a policy no <meta> can carry (no framing) and no referrer for its links
+    headers = {k.lower(): v for k, v in answer["headers"].items()}
+    assert answer["statusCode"] == 200
+    policy = {d.strip() for d in headers["content-security-policy"].split(";")}
+    assert {"default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'"} <= policy
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "no-store" in headers["cache-control"]

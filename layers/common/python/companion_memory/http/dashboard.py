@@ -16,6 +16,13 @@ from companion_memory.models.analytics import Health, SeriesPoint, UserEngagemen
 
 # What the page may load: nothing but itself (styles inline).
 CONTENT_SECURITY_POLICY: Final = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# The response header adds what a <meta> policy cannot carry: no site may frame the page (clickjacking an
+# operator's view), and the page may set no base URL and submit no form.
+HEADER_CONTENT_SECURITY_POLICY: Final = (
+    f"{CONTENT_SECURITY_POLICY}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+# The page's URL names the companion: a link followed from it tells the next site nothing.
+REFERRER_POLICY: Final = "no-referrer"
 
 INK, MUTED, GRID = "#1f2937", "#6b7280", "#e5e7eb"
 BLUE, TEAL, VIOLET = "#2563eb", "#0d9488", "#7c3aed"
