@@ -249,13 +249,14 @@ def test_the_leaderboard_ranks_the_owners_companions_only(
     assert [(c.companion_id, c.interactions) for c in ranked] == [(busy, 3), (quiet, 0)]
 
 
-def test_health_inputs_split_the_last_day_from_the_week_before(
+def test_health_inputs_split_the_last_complete_day_from_the_week_before(
     database: Database, recorder: PostgresActivityRecorder, store: PostgresAnalyticsStore
 ) -> None:
     owner = new_owner(database)
     companion = new_companion(database, owner)
     alice = user_scope(owner, companion, "alice")
-    recorder.record(alice, "write", NOW)
+    recorder.record(alice, "read", NOW)  # the current hour: not complete, not counted yet
+    recorder.record(alice, "write", NOW - timedelta(hours=1))
     recorder.record(alice, "read", NOW - timedelta(days=2))
     recorder.record(alice, "delete", NOW - timedelta(days=3))
     recorder.record(alice, "read", NOW - timedelta(days=9))  # outside both windows

@@ -4,10 +4,12 @@ tests/integration/test_analytics_store.py."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from companion_memory.auth.principal import Principal
 from companion_memory.domain.analytics import (
@@ -172,6 +174,48 @@ def test_a_period_that_ends_before_it_starts_is_refused() -> None:
         period(NOW, NOW - timedelta(hours=3), "hour", NOW)
 
 
+def test_a_period_ending_in_the_future_is_cut_back_to_the_end_of_the_current_bucket() -> None:
+    start, end = period(NOW - timedelta(days=1), NOW + timedelta(days=3), "hour", NOW)
+    assert (start, end) == (datetime(2026, 1, 14, 12, tzinfo=UTC), datetime(2026, 1, 15, 13, tzinfo=UTC))
+
+
+def test_the_default_period_before_a_future_end_still_ends_now() -> None:
+    start, end = period(None, NOW + timedelta(days=10), "day", NOW)
+    assert end == datetime(2026, 1, 16, tzinfo=UTC)
+    assert end - start == timedelta(days=30)
+
+
+def test_a_period_that_starts_in_the_future_is_refused() -> None:
+    with pytest.raises(ValidationFailed, match="future"):
+        period(NOW + timedelta(hours=1), NOW + timedelta(hours=5), "hour", NOW)
+
+
+def test_an_empty_period_is_refused() -> None:
+    at = datetime(2026, 1, 15, 9, tzinfo=UTC)
+    with pytest.raises(ValidationFailed, match="before"):
+        period(at, at, "hour", NOW)
+
+
+def test_bounds_with_an_offset_are_whole_utc_hours() -> None:
+    # Given bounds in India (+05:30): 14:00 there is 08:30 UTC, 18:30 there is 13:00 UTC (a UTC hour)
+    india = timezone(timedelta(hours=5, minutes=30))
+    start, end = period(
+        datetime(2026, 1, 15, 14, tzinfo=india), datetime(2026, 1, 15, 18, 30, tzinfo=india), "hour", NOW
+    )
+    # Then the start is floored and the end, already on a UTC hour, is kept
+    assert (start, end) == (datetime(2026, 1, 15, 8, tzinfo=UTC), datetime(2026, 1, 15, 13, tzinfo=UTC))
+    assert start.tzinfo is UTC
+
+
+def test_days_are_utc_days_whatever_the_offset_of_the_bounds() -> None:
+    # Midnight in Berlin (+01:00) is 23:00 UTC the day before: the period ends with that UTC day
+    berlin = timezone(timedelta(hours=1))
+    start, end = period(
+        datetime(2026, 1, 10, tzinfo=berlin), datetime(2026, 1, 12, tzinfo=berlin), "day", NOW
+    )
+    assert (start, end) == (datetime(2026, 1, 9, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC))
+
+
 def test_the_series_has_a_point_per_hour_with_zeros_where_nothing_happened() -> None:
     # Given activity in one hour of three, memories before, created and forgotten
     start = datetime(2026, 1, 15, 9, tzinfo=UTC)
@@ -254,6 +298,64 @@ def test_a_companion_with_no_data_has_no_score() -> None:
 )
 def test_health_is_not_enough_data_to_act_on_when(changes: dict[str, object], why: str) -> None:
     assert not health_score(COMPANION, healthy_inputs(**changes), NOW).enough_data, why
+
+
+def test_activity_above_the_baseline_scores_100_and_new_activity_without_a_baseline_too() -> None:
+    busier = health_score(COMPANION, healthy_inputs(recent_interactions=500), NOW)
+    new = health_score(COMPANION, healthy_inputs(baseline_interactions=0, baseline_active_days=0), NOW)
+    assert [p.score for p in busier.parts if p.name == "activity"] == [100]
+    assert [p.score for p in new.parts if p.name == "activity"] == [100]
+    assert not new.enough_data
+
+
+@given(
+    recent=st.integers(0, 10**9),
+    baseline=st.integers(0, 10**9),
+    days=st.integers(0, 7),
+    writes=st.integers(0, 10**9),
+    deletes=st.integers(0, 10**9),
+    users=st.integers(0, 10**6),
+    blocked_share=st.floats(0, 1),
+    stored_share=st.floats(0, 1),
+    near_share=st.floats(0, 1),
+    age_days=st.integers(0, 400),
+)
+def test_any_inputs_give_parts_and_a_score_between_0_and_100_or_none(
+    recent: int,
+    baseline: int,
+    days: int,
+    writes: int,
+    deletes: int,
+    users: int,
+    blocked_share: float,
+    stored_share: float,
+    near_share: float,
+    age_days: int,
+) -> None:
+    # Any counts the store can answer (blocked and storing users among the users, near ones among the storing)
+    with_memories = int(users * stored_share)
+    inputs = HealthInputs(
+        companion_created_at=NOW - timedelta(days=age_days),
+        recent_interactions=recent,
+        baseline_interactions=baseline,
+        baseline_active_days=days,
+        writes_7d=writes,
+        deletes_7d=deletes,
+        users=users,
+        blocked_users=int(users * blocked_share),
+        users_with_memories=with_memories,
+        users_near_storage_limit=int(with_memories * near_share),
+    )
+    health = health_score(COMPANION, inputs, NOW)
+    assert all(p.score is None or 0 <= p.score <= 100 for p in health.parts)
+    assert health.score is None or 0 <= health.score <= 100
+    # No score exactly when no part was measured; a part is unmeasured only when its denominator is zero
+    assert (health.score is None) == all(p.score is None for p in health.parts)
+    unmeasured = {p.name for p in health.parts if p.score is None}
+    assert ("blocked_users" in unmeasured) == (users == 0)
+    assert ("storage" in unmeasured) == (with_memories == 0)
+    assert ("forgetting" in unmeasured) == (writes + deletes == 0)
+    assert ("activity" in unmeasured) == (recent == baseline == 0)
 
 
 # --- who may read what ---------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ class PostgresAnalyticsStore:
         return [CompanionActivity.model_validate(row) for row in rows]
 
     def health_inputs(self, scope: TenantScope, now: datetime, limits: Limits) -> HealthInputs:
-        end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)  # complete hours only
         recent = end - timedelta(hours=24)
         windows = {
             "companion": scope.companion_id,

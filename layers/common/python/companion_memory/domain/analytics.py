@@ -9,8 +9,10 @@ Who may read what:
 
 Health (0-100) is the weighted mean of the parts measured now, each 0-100 (a part without data is left
 out and says so):
-- ``activity`` (weight 0.4): requests in the last 24 hours against the daily mean of the 7 days before,
-  100 * min(1, recent / baseline); new activity with no baseline is 100.
+- ``activity`` (weight 0.4): requests in the last 24 complete UTC hours against the daily mean of the 7 days
+  before, 100 * min(1, recent / baseline); new activity with no baseline is 100. Complete hours only: the
+  current hour has barely begun when the schedule runs, and counting it would read every companion up to
+  1/24 less active than it is.
 - ``storage`` (0.2): 100 * (1 - share of users holding memories who are at ≥ 90 % of a storage limit
   (``limits.max_memories_per_user`` or ``max_content_bytes_per_user``)).
 - ``forgetting`` (0.2): 100 * (1 - deletes / (writes + deletes)) over the last 7 days: users deleting what
@@ -93,7 +95,7 @@ class AnalyticsStore(Protocol):
     ) -> list[CompanionActivity]: ...
 
     def health_inputs(self, scope: TenantScope, now: datetime, limits: Limits) -> HealthInputs:
-        """Windows end at the end of ``now``'s hour: the last 24 hours, the 7 days before them."""
+        """Windows end at the start of ``now``'s hour: the last 24 complete hours, the 7 days before them."""
         ...
 
     def scheduled_companions(self, after: UUID | None, max_rows: int) -> list[ScheduledCompanion]:
@@ -134,12 +136,17 @@ def floor(at: datetime, bucket: Bucket) -> datetime:
 def period(
     start: datetime | None, end: datetime | None, bucket: Bucket, now: datetime
 ) -> tuple[datetime, datetime]:
-    """[start, end) aligned to whole buckets: ``end`` rounds up, ``start`` down; by default the last
-    7 days by hour or 30 days by day, ending with the current bucket. At most 31 days by hour, 366 by day."""
+    """[start, end) aligned to whole UTC buckets: ``end`` rounds up, ``start`` down; by default the last
+    7 days by hour or 30 days by day, ending with the current bucket. At most 31 days by hour, 366 by day.
+    Nothing is counted yet after the current bucket: a later ``end`` is cut back to its end (the answer's
+    ``to`` says so), and a period that starts after it is refused rather than answered with zeros."""
     step = STEP[bucket]
-    last = floor(end, bucket) if end is not None else floor(now, bucket)
-    stop = last + step if end is None or last != end else last
+    current = floor(now, bucket) + step
+    last = floor(end, bucket) if end is not None else current
+    stop = min(current, last + step if end is not None and last != end else last)
     begin = floor(start, bucket) if start is not None else stop - DEFAULT_PERIOD[bucket]
+    if begin >= current:
+        raise ValidationFailed("from is in the future", details={"from": begin.isoformat()})
     if begin >= stop:
         raise ValidationFailed("from must be before to", details={"from": begin.isoformat()})
     if stop - begin > MAX_PERIOD[bucket]:
