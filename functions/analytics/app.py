@@ -24,7 +24,10 @@ settings_for(PostgresSettings)
 app = build_resolver()
 
 From = Annotated[AwareDatetime | None, Query(alias="from", description="Start (ISO 8601 with offset)")]
-To = Annotated[AwareDatetime | None, Query(alias="to", description="End, exclusive (default: now)")]
+To = Annotated[
+    AwareDatetime | None,
+    Query(alias="to", description="End, exclusive (default and latest: the end of the current bucket)"),
+]
 Top = Annotated[int, Query(ge=1, le=MAX_TOP, description="How many, most active first")]
 
 
@@ -42,7 +45,10 @@ def get_metrics(
     return wiring.analytics_service().metrics(_principal(), companion_id, start, end, bucket)
 
 
-@app.get("/companions/<companion_id>/analytics/engagement", summary="The most engaged users of a companion")
+@app.get(
+    "/companions/<companion_id>/analytics/engagement",
+    summary="The most engaged users of a companion (the top `limit`, at most 100; no further pages)",
+)
 def get_engagement(companion_id: UUID, start: From = None, end: To = None, limit: Top = 20) -> Engagement:
     return wiring.analytics_service().engagement(_principal(), companion_id, start, end, limit)
 
