@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -51,6 +51,7 @@ class InMemoryMemoryStore:
         self.state = _State()
         self.touched: list[list[UUID]] = []
         self.ef_search: list[int] = []
+        self.neighbour_calls: list[list[tuple[UUID, datetime]]] = []
 
     @contextmanager
     def unit(self, scope: TenantScope) -> Iterator["InMemoryUnit"]:
@@ -203,6 +204,25 @@ class InMemoryUnit:
         self._store.ef_search.append(ef_search)
         pool = [m for m in self._state.memories.values() if self._live(m, query.criteria)]
         return [replace(c, keyword_rank=0.0) for c in self._candidates(pool, replace(query, terms=()))]
+
+    def neighbours(
+        self,
+        user_id: str,
+        anchors: Sequence[tuple[UUID, datetime]],
+        criteria: MemoryCriteria,
+        window: timedelta,
+    ) -> list[tuple[UUID, StoredMemory]]:
+        self._store.neighbour_calls.append(list(anchors))
+        rows = [m for m in self._state.memories.values() if m.user_id == user_id and self._live(m, criteria)]
+        rows.sort(key=lambda m: (m.occurred_at, m.id))
+        found = []
+        for anchor, at in anchors:
+            earlier = [
+                m for m in rows if (m.occurred_at, m.id) < (at, anchor) and m.occurred_at >= at - window
+            ]
+            later = [m for m in rows if (m.occurred_at, m.id) > (at, anchor) and m.occurred_at <= at + window]
+            found += [(anchor, m) for m in (earlier[-1:] + later[:1])]
+        return found
 
     def touch(self, memory_ids: Sequence[UUID], at: datetime) -> None:
         self._store.touched.append(list(memory_ids))

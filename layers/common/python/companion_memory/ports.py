@@ -7,7 +7,7 @@ so a type checker notices when a fake drifts.
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -142,6 +142,18 @@ class MemoryUnit(Protocol):
 
     def companion_candidates(self, query: CandidateQuery, ef_search: int) -> list[Candidate]:
         """Approximate, companion-wide, by the model's vector index only (keyword rank 0)."""
+        ...
+
+    def neighbours(
+        self,
+        user_id: str,
+        anchors: Sequence[tuple[UUID, datetime]],
+        criteria: MemoryCriteria,
+        window: timedelta,
+    ) -> list[tuple[UUID, StoredMemory]]:
+        """Per anchor (a memory's id and occurred_at), the user's nearest earlier and nearest later memory
+        by (occurred_at, id) that meets ``criteria`` and lies within ``window`` of it, as (anchor id,
+        neighbour); one round trip."""
         ...
 
     def touch(self, memory_ids: Sequence[UUID], at: datetime) -> None:

@@ -16,8 +16,8 @@ scan keeps reading the index until enough rows pass the filters.
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, LiteralString
+from datetime import datetime, timedelta
+from typing import Any, LiteralString, get_args
 from uuid import UUID
 
 import psycopg
@@ -31,6 +31,7 @@ from companion_memory.models.memory import (
     Candidate,
     HistoryEntry,
     MemoryCriteria,
+    MemoryType,
     Relation,
     RelationType,
     StoredMemory,
@@ -337,6 +338,66 @@ class PostgresMemoryUnit:
             cols=sql.SQL(_COLUMNS),
         )
         return self._candidates(statement, params)
+
+    def neighbours(
+        self,
+        user_id: str,
+        anchors: Sequence[tuple[UUID, datetime]],
+        criteria: MemoryCriteria,
+        window: timedelta,
+    ) -> list[tuple[UUID, StoredMemory]]:
+        if not anchors:
+            return []
+        params: dict[str, Any] = {
+            "anchor_ids": [anchor for anchor, _ in anchors],
+            "anchor_ats": [at for _, at in anchors],
+            "window": window,
+            # Every type when none is asked: the type list lets each side be a few descents of the
+            # (companion, user, type, occurred_at) index instead of a walk through the user's rows.
+            "all_types": list(criteria.types or get_args(MemoryType)),
+        }
+        owner = self._owner_filter(params, user_id)
+        live = _live(criteria, params)
+        # One statement, at most two rows an anchor: the nearest earlier and the nearest later memory by
+        # (occurred_at, id) within the window, under the same filters (and tenant scope) as the candidates.
+        side = """
+            (SELECT {cols} FROM memories m
+             WHERE {owner} AND {live} AND m.type = ANY(%(all_types)s::text[])
+               AND (m.occurred_at, m.id) {cmp} (a.at, a.anchor) AND m.occurred_at {bound}
+             ORDER BY m.occurred_at {order}, m.id {order} LIMIT 1)
+        """
+        earlier = sql.SQL(side).format(
+            cols=sql.SQL(_COLUMNS),
+            owner=owner,
+            live=live,
+            cmp=sql.SQL("<"),
+            bound=sql.SQL(">= a.at - %(window)s::interval"),
+            order=sql.SQL("DESC"),
+        )
+        later = sql.SQL(side).format(
+            cols=sql.SQL(_COLUMNS),
+            owner=owner,
+            live=live,
+            cmp=sql.SQL(">"),
+            bound=sql.SQL("<= a.at + %(window)s::interval"),
+            order=sql.SQL("ASC"),
+        )
+        statement = sql.SQL(
+            """
+            SELECT a.anchor AS anchor_id, n.*
+            FROM unnest(%(anchor_ids)s::uuid[], %(anchor_ats)s::timestamptz[]) AS a(anchor, at)
+            CROSS JOIN LATERAL ({earlier} UNION ALL {later}) n
+            """
+        ).format(earlier=earlier, later=later)
+        with self._conn.cursor() as cur:
+            rows = cur.execute(statement, params).fetchall()
+            names = [d.name for d in cur.description or ()]
+        found = []
+        for row in rows:
+            fields = dict(zip(names, row, strict=True))
+            anchor = fields.pop("anchor_id")
+            found.append((anchor, _record(fields)))
+        return found
 
     def _candidates(self, statement: sql.Composed, params: dict[str, Any]) -> list[Candidate]:
         with self._conn.cursor() as cur:

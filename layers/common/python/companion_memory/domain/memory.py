@@ -105,6 +105,13 @@ class MemoryPolicy:
     reinforcement_weight: float = 0.05
     recency_half_life: timedelta = timedelta(days=30)
     reinforcement_saturation: int = 10
+    # Neighbouring turns (bench/retrieval/README.md, "Design note: neighbouring turns"): each of the first
+    # ``neighbour_hits`` of the ranking lends ``neighbour_share`` x its score to the user's adjacent memory
+    # on each side in time (within ``neighbour_window``), so the answer next to the turn that matched can
+    # join the list, always below its hit. 0 switches it off (no extra statement).
+    neighbour_share: float = 0.0
+    neighbour_hits: int = 3
+    neighbour_window: timedelta = timedelta(minutes=10)
     candidate_k: int = 50
     hnsw_ef_search: int = 100
     forget_grace: timedelta = timedelta(days=30)
@@ -115,6 +122,10 @@ class MemoryPolicy:
         if not 0 < self.update_threshold <= self.reinforce_threshold <= 1:
             raise ValueError("0 < update_threshold <= reinforce_threshold <= 1")
         self.weights()  # validates the weights
+        if not 0 <= self.neighbour_share < 1:
+            raise ValueError("neighbour_share is in [0, 1): a neighbour never outranks its hit")
+        if self.neighbour_hits < 1 or self.neighbour_window <= timedelta(0):
+            raise ValueError("neighbour_hits is at least 1 and neighbour_window is positive")
 
     def weights(self, vector_weight: float | None = None) -> ranking.Weights:
         return ranking.Weights(
@@ -317,7 +328,9 @@ class MemoryService:
         candidates_query = self._candidate_query(query, vector, now)
         with self._store.unit(scope) as unit:
             candidates = unit.candidates(user, candidates_query)
-            chosen = self._rank(candidates, query, now, self._policy.vector_weight)
+            scored = self._scored(candidates, now, self._policy.vector_weight)
+            scored = self._with_neighbours(unit, user, scored, candidates_query.criteria, now)
+            chosen = self._chosen(scored, query)
             # The ranking reads the memories as they were; the access count rises for the next recall.
             unit.touch([memory.id for memory in chosen], now)
         return RecallResult(query=query.query, memories=chosen)
@@ -349,35 +362,86 @@ class MemoryService:
     def _rank(
         self, candidates: Sequence[Candidate], query: RecallQuery, now: datetime, vector_weight: float
     ) -> list[RecalledMemory]:
+        return self._chosen(self._scored(candidates, now, vector_weight), query)
+
+    def _scored(
+        self, candidates: Sequence[Candidate], now: datetime, vector_weight: float
+    ) -> list[tuple[float, ScoreParts, StoredMemory]]:
+        """Every candidate with its score and parts, best first."""
         policy = self._policy
         weights = policy.weights(vector_weight)
         vectors = ranking.normalise_vector([c.vector_similarity for c in candidates])
         keywords = ranking.normalise_keyword([c.keyword_rank for c in candidates])
-        half_life = policy.recency_half_life.total_seconds()
         scored: list[tuple[float, ScoreParts, StoredMemory]] = []
         for candidate, vector, keyword in zip(candidates, vectors, keywords, strict=True):
             memory = candidate.memory
-            last_seen = max(memory.occurred_at, memory.accessed_at or memory.occurred_at)
-            parts = ScoreParts(
-                vector=vector,
-                keyword=keyword,
-                relevance=ranking.fuse(vector, keyword, weights.vector),
-                importance=ranking.importance_part(memory.importance),
-                recency=ranking.recency_part((now - last_seen).total_seconds(), half_life),
-                reinforcement=ranking.reinforcement_part(
-                    memory.reinforcement_count, policy.reinforcement_saturation
-                ),
-            )
+            parts = self._parts(memory, vector, keyword, weights, now)
             score = ranking.final_score(
                 parts.relevance, parts.importance, parts.recency, parts.reinforcement, weights
             )
-            if score >= query.min_score:
-                scored.append((score, parts, memory))
-        # Ties (same score) go to the more recent memory, then the id, so the order is stable.
-        scored.sort(key=lambda s: (-s[0], -s[2].occurred_at.timestamp(), str(s[2].id)))
+            scored.append((score, parts, memory))
+        return _best_first(scored)
+
+    def _parts(
+        self, memory: StoredMemory, vector: float, keyword: float, weights: ranking.Weights, now: datetime
+    ) -> ScoreParts:
+        last_seen = max(memory.occurred_at, memory.accessed_at or memory.occurred_at)
+        return ScoreParts(
+            vector=vector,
+            keyword=keyword,
+            relevance=ranking.fuse(vector, keyword, weights.vector),
+            importance=ranking.importance_part(memory.importance),
+            recency=ranking.recency_part(
+                (now - last_seen).total_seconds(), self._policy.recency_half_life.total_seconds()
+            ),
+            reinforcement=ranking.reinforcement_part(
+                memory.reinforcement_count, self._policy.reinforcement_saturation
+            ),
+        )
+
+    def _with_neighbours(
+        self,
+        unit: MemoryUnit,
+        user: str,
+        scored: list[tuple[float, ScoreParts, StoredMemory]],
+        criteria: MemoryCriteria,
+        now: datetime,
+    ) -> list[tuple[float, ScoreParts, StoredMemory]]:
+        """Neighbouring turns: the first ``neighbour_hits`` lend a share of their score to the user's
+        adjacent memories in time (one statement), which keep the better of their own score and the loan.
+        Loans come from direct hits only (one step), and a loan is below the hit that made it."""
+        policy = self._policy
+        hits = [(score, memory) for score, _, memory in scored[: policy.neighbour_hits] if score > 0]
+        if policy.neighbour_share <= 0 or not hits:
+            return scored
+        found = unit.neighbours(
+            user, [(memory.id, memory.occurred_at) for _, memory in hits], criteria, policy.neighbour_window
+        )
+        if not found:
+            return scored
+        lent = ranking.lent_scores(
+            {memory.id: score for score, memory in hits},
+            ((hit, neighbour.id) for hit, neighbour in found),
+            policy.neighbour_share,
+        )
+        records = {neighbour.id: neighbour for _, neighbour in found}
+        out: list[tuple[float, ScoreParts, StoredMemory]] = []
+        for score, parts, memory in scored:
+            out.append((max(score, lent.pop(memory.id, 0.0)), parts, memory))
+        # Neighbours that were not candidates: their own parts say the query did not reach them (no
+        # vector or keyword share); their score is the loan.
+        weights = policy.weights()
+        for memory_id, loan in lent.items():
+            memory = records[memory_id]
+            out.append((loan, self._parts(memory, 0.0, 0.0, weights, now), memory))
+        return _best_first(out)
+
+    def _chosen(
+        self, scored: list[tuple[float, ScoreParts, StoredMemory]], query: RecallQuery
+    ) -> list[RecalledMemory]:
         return [
             RecalledMemory(**self._to_memory(memory).model_dump(), score=score, score_parts=parts)
-            for score, parts, memory in scored[: query.limit]
+            for score, parts, memory in [s for s in scored if s[0] >= query.min_score][: query.limit]
         ]
 
     # --- get, update, forget, restore ----------------------------------------------------------------------
@@ -675,6 +739,13 @@ def _require_allowed_types(config: dict[str, Any], items: Sequence[NewMemory]) -
             f"this companion does not keep memories of type {', '.join(refused)}",
             details={"reason": "memory_type_not_allowed", "allowed": list(capabilities.memory_types)},
         )
+
+
+def _best_first(
+    scored: list[tuple[float, ScoreParts, StoredMemory]],
+) -> list[tuple[float, ScoreParts, StoredMemory]]:
+    # Ties (same score) go to the more recent memory, then the id, so the order is stable.
+    return sorted(scored, key=lambda s: (-s[0], -s[2].occurred_at.timestamp(), str(s[2].id)))
 
 
 def _user_of(scope: TenantScope) -> str:

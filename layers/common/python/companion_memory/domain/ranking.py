@@ -9,7 +9,7 @@ ranks on importance alone.
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[^\W_]+")
@@ -167,6 +167,24 @@ def final_score(
     and non-decreasing in each part."""
     boost = w.base + w.importance * importance + w.recency * recency + w.reinforcement * reinforcement
     return clamp01(relevance * boost)
+
+
+def lent_scores[K: Hashable](
+    hit_scores: Mapping[K, float], neighbours: Iterable[tuple[K, K]], share: float
+) -> dict[K, float]:
+    """What neighbouring turns borrow: each (hit, neighbour) pair lends ``share`` x the hit's score, and a
+    neighbour of several hits keeps the best loan. With ``share`` < 1 a loan is always below the hit that
+    made it, so a neighbour can join the list but never pass the turn that brought it."""
+    if not 0 <= share < 1:
+        raise ValueError("the neighbour share is in [0, 1)")
+    lent: dict[K, float] = {}
+    for hit, neighbour in neighbours:
+        if neighbour == hit or hit not in hit_scores:
+            continue
+        loan = clamp01(share * hit_scores[hit])
+        if loan > lent.get(neighbour, 0.0):
+            lent[neighbour] = loan
+    return lent
 
 
 def terms(text: str) -> list[str]:
