@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
+from companion_memory.models.analytics import Operation
 from companion_memory.models.memory import (
     Candidate,
     HistoryEntry,
@@ -279,6 +280,14 @@ class WrappedKeyStore(Protocol):
     def destroy(self, companion_id: UUID, record: WrappedKeyRecord) -> None:
         """Forget the wrapped key for good and mark the companion deleted (crypto-shredding)."""
         ...
+
+
+class ActivityRecorder(Protocol):
+    """Counts admitted memory requests for analytics (``adapters.postgres_activity``): one request of
+    ``operation`` in the scope's user's activity of the hour of ``at``; raises DependencyUnavailable when it
+    cannot."""
+
+    def record(self, scope: TenantScope, operation: Operation, at: datetime) -> None: ...
 
 
 class RateLimiter(Protocol):

@@ -37,7 +37,7 @@ from companion_memory.models.analytics import Operation as Operation  # re-expor
 from companion_memory.models.identity import Companion, CompanionUser
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.observability import logger, metrics
-from companion_memory.ports import IdentityStore
+from companion_memory.ports import ActivityRecorder, IdentityStore
 
 MEMORY_SCOPES: Final = (SCOPE_MEMORIES_READ, SCOPE_MEMORIES_WRITE, SCOPE_MEMORIES_DELETE)
 NO_SUCH_COMPANION: Final = "No such companion"
@@ -68,13 +68,6 @@ class Admission(Protocol):
     """``domain.limits.RequestGuard``: raises RateLimited / QuotaExceeded over the companion's limits."""
 
     def admit(self, companion_id: UUID, user_id: str, config: Mapping[str, Any]) -> None: ...
-
-
-class ActivityRecorder(Protocol):
-    """``adapters.postgres_activity.PostgresActivityRecorder``: adds one request of ``operation`` to the
-    scope's user's activity in the hour of ``at``; raises DependencyUnavailable when it cannot."""
-
-    def record(self, scope: TenantScope, operation: Operation, at: datetime) -> None: ...
 
 
 def require_scope(actor: Actor, scope: str) -> None:
