@@ -280,9 +280,12 @@ def policy(base: MemoryPolicy, vector_weight: float, boosts: tuple[float, float,
     )
 
 
-def _policy_arg(text: str) -> tuple[float, tuple[float, float, float]]:
-    vw, importance, recency, reinforcement = (float(part) for part in text.split(","))
-    return vw, (importance, recency, reinforcement)
+def _policy_arg(text: str) -> tuple[float, tuple[float, float, float], tuple[float, int]]:
+    """W,I,R,F or W,I,R,F,S,K: S the neighbour share and K the neighbour hits (README, neighbouring turns)."""
+    parts = text.split(",")
+    vw, importance, recency, reinforcement = (float(part) for part in parts[:4])
+    share, hits = (float(parts[4]), int(parts[5])) if len(parts) == 6 else (0.0, 3)
+    return vw, (importance, recency, reinforcement), (share, hits)
 
 
 def machine() -> str:
@@ -317,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         type=_policy_arg,
         action="append",
         default=[],
-        metavar="W,I,R,F",
-        help="also report this vector weight and (importance, recency, reinforcement) weights "
-        "(repeatable), e.g. candidate defaults",
+        metavar="W,I,R,F[,S,K]",
+        help="also report this vector weight and (importance, recency, reinforcement) weights, and "
+        "optionally the neighbour share and hits (repeatable), e.g. candidate defaults",
     )
     args = parser.parse_args(argv)
     data_dir = DATASETS[args.dataset]
@@ -335,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     embedder = QueryCache(LocalE5Embedder())
     clock = FixedClock(NOW)
-    defaults = MemoryPolicy()
+    # The grid and its rows measure fusion and boosts alone, as before neighbouring turns existed; those
+    # are measured with --policy W,I,R,F,S,K (and bench/retrieval/sweep_neighbours.py), and the defaults
+    # row below is the engine's real default, neighbours included.
+    engine_policy = MemoryPolicy()
+    defaults = replace(engine_policy, neighbour_share=0.0)
     try:
         t0 = time.perf_counter()
         loaded = load(
@@ -425,8 +432,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"hybrid, its best cell of the grid (vector weight {hybrid_any[0]}, boosts {hybrid_any[1]})",
                 policy(defaults, *hybrid_any),
             ),
-            (f"hybrid at the MemoryPolicy defaults {engine}", policy(defaults, *engine)),
-            *((f"hybrid at --policy {vw}, {b}", policy(defaults, vw, b)) for vw, b in args.policy),
+            (f"hybrid at the MemoryPolicy defaults {engine}, neighbours off", policy(defaults, *engine)),
+            (
+                f"hybrid at the MemoryPolicy defaults {engine}, neighbours (share, hits) "
+                f"{(engine_policy.neighbour_share, engine_policy.neighbour_hits)}",
+                engine_policy,
+            ),
+            *(
+                (
+                    f"--policy {vw}, {b}, neighbours (share, hits) {nb}",
+                    replace(policy(defaults, vw, b), neighbour_share=nb[0], neighbour_hits=nb[1]),
+                )
+                for vw, b, nb in args.policy
+            ),
         ]
         for label, questions in (("TUNE", tune), ("TEST", test), ("ALL (tune + test)", every)):
             print(f"\n{label}: {len(questions)} questions; boosts {boosts_best} unless said")

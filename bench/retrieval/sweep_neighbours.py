@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\ndefault rule: at the MemoryPolicy weights {engine} the best neighbours cell is "
             f"{at_defaults[2]} "
-            f"(tune {grid[at_defaults]:.3f}; off {grid[(engine[0], engine[1], NEIGHBOURS[0])]:.3f})"
+            f"(tune {grid[at_defaults]:.5f}; off {grid[(engine[0], engine[1], NEIGHBOURS[0])]:.5f})"
         )
         rows.append(("hybrid at the MemoryPolicy weights, default rule", at_defaults))
         print(
