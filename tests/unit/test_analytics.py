@@ -216,6 +216,23 @@ def test_days_are_utc_days_whatever_the_offset_of_the_bounds() -> None:
     assert (start, end) == (datetime(2026, 1, 9, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC))
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (None, datetime(9999, 12, 31, 23, 30, tzinfo=UTC)),
+        (None, datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5)))),
+        (None, datetime(1, 1, 1, 0, 30, tzinfo=UTC)),
+        (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))), None),
+    ],
+)
+@pytest.mark.parametrize("bucket", ["hour", "day"])
+def test_bounds_at_the_edges_of_the_calendar_are_refused_not_an_error(
+    start: datetime | None, end: datetime | None, bucket: Bucket
+) -> None:
+    with pytest.raises(ValidationFailed):
+        period(start, end, bucket, NOW)
+
+
 def test_the_series_has_a_point_per_hour_with_zeros_where_nothing_happened() -> None:
     # Given activity in one hour of three, memories before, created and forgotten
     start = datetime(2026, 1, 15, 9, tzinfo=UTC)

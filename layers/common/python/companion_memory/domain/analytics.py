@@ -142,9 +142,13 @@ def period(
     ``to`` says so), and a period that starts after it is refused rather than answered with zeros."""
     step = STEP[bucket]
     current = floor(now, bucket) + step
-    last = floor(end, bucket) if end is not None else current
-    stop = min(current, last + step if end is not None and last != end else last)
-    begin = floor(start, bucket) if start is not None else stop - DEFAULT_PERIOD[bucket]
+    try:
+        last = floor(end, bucket) if end is not None else current
+        stop = min(current, last + step if end is not None and last != end else last)
+        begin = floor(start, bucket) if start is not None else stop - DEFAULT_PERIOD[bucket]
+    except OverflowError:
+        # A bound at the edge of the calendar (0001-01-01, 9999-12-31 with an offset) has no UTC bucket.
+        raise ValidationFailed("from and to must be dates between the years 1 and 9999 in UTC") from None
     if begin >= current:
         raise ValidationFailed("from is in the future", details={"from": begin.isoformat()})
     if begin >= stop:
