@@ -166,7 +166,7 @@ def unblock_user(companion_id: UUID, user_id: UserId) -> CompanionUserDetail:
 )
 def set_user_permissions(companion_id: UUID, user_id: UserId, request: UserPermissions) -> CompanionUser:
     principal = principal_from_authorizer_context(app.current_event.raw_event)
-    return wiring.identity_service().update_user_permissions(principal, companion_id, user_id, request)
+    return wiring.companion_service().set_permissions(principal, companion_id, user_id, request)
 
 
 @app.delete(

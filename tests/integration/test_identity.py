@@ -19,11 +19,13 @@ from psycopg import errors
 
 from companion_memory.adapters import aws
 from companion_memory.adapters.postgres import Database
+from companion_memory.adapters.postgres_companions import PostgresCompanionStore
 from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
 from companion_memory.auth.keyset import SigningKeySet
 from companion_memory.auth.principal import Authenticator, Principal
 from companion_memory.config import AwsSettings
+from companion_memory.domain.companions import CompanionService
 from companion_memory.domain.identity import IdentityService
 from companion_memory.errors import Conflict, NotFound, Unauthorized
 from companion_memory.models.identity import (
@@ -61,6 +63,7 @@ class Tenant:
     companion: Companion
     key: str
     key_id: uuid.UUID
+    database: Database
 
 
 @pytest.fixture
@@ -81,7 +84,12 @@ def tenant(database: Database) -> Tenant:
     owner = auth.authenticate(owner_key)
     companion = service.create_companion(owner, CompanionCreate(name="Ava"))
     issued = service.create_api_key(owner, companion.id, ApiKeyCreate(name="backend"))
-    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id)
+    return Tenant(store, clock, service, auth, owner, companion, issued.api_key, issued.id, database)
+
+
+def _lifecycle(tenant: Tenant) -> CompanionService:
+    """The owner's user routes (block, permissions) over the same database, on the tenant's clock."""
+    return CompanionService(PostgresCompanionStore(tenant.database), tenant.store, tenant.clock)
 
 
 @dataclass
@@ -221,7 +229,7 @@ def test_a_blocked_users_existing_token_is_refused_by_the_principal_check(tenant
     ).access_token
     assert tenant.auth.authenticate(token).user_id == "alice"
     # When the owner blocks the user
-    tenant.service.update_user_permissions(
+    _lifecycle(tenant).set_permissions(
         tenant.owner, tenant.companion.id, "alice", UserPermissions(is_blocked=True)
     )
     # Then the token is refused once the cached user status has aged out
@@ -239,7 +247,9 @@ def test_a_blocked_user_gets_no_token_from_the_api(stack: Any, database: Databas
     owner = wiring.authenticator().authenticate(owner_key)
     companion = service.create_companion(owner, CompanionCreate(name="Ava"))
     key = service.create_api_key(owner, companion.id, ApiKeyCreate()).api_key
-    service.update_user_permissions(owner, companion.id, "mallory", UserPermissions(is_blocked=True))
+    wiring.companion_service().set_permissions(
+        owner, companion.id, "mallory", UserPermissions(is_blocked=True)
+    )
     with httpx.Client(base_url=stack.env["API_URL"], timeout=30) as api:
         # When the companion's backend asks for a token for the blocked user, and for another user
         blocked = api.post(
@@ -267,7 +277,7 @@ def test_security_events_are_written_to_the_audit_log(tenant: Tenant) -> None:
     tenant.clock.advance(1)
     tenant.service.issue_user_token(tenant.auth.authenticate(tenant.key), TokenRequest(user_id="bob"))
     tenant.clock.advance(1)
-    tenant.service.update_user_permissions(
+    _lifecycle(tenant).set_permissions(
         tenant.owner, tenant.companion.id, "bob", UserPermissions(can_delete=False)
     )
     # Then each is in the audit log, with who did it and to what, and no key in any row

@@ -66,6 +66,7 @@ class InMemoryIdentityStore:
     companions: dict[UUID, Companion] = field(default_factory=dict)
     keys: dict[UUID, StoredApiKey] = field(default_factory=dict)
     users: dict[tuple[UUID, str], CompanionUser] = field(default_factory=dict)
+    erasures: dict[tuple[UUID, str], datetime] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
     # The next N inserts find their prefix taken (as if another key had drawn it).
     collisions: int = 0
@@ -186,6 +187,16 @@ class InMemoryIdentityStore:
         self.users[(companion_id, user_id)] = updated
         self.audit.append(audit)
         return updated
+
+    def record_erasure(self, owner_id: UUID, companion_id: UUID, user_id: str, at: datetime) -> None:
+        previous = self.erasures.get((companion_id, user_id))
+        self.erasures[(companion_id, user_id)] = at if previous is None else max(previous, at)
+
+    def erased_at(self, owner_id: UUID, companion_id: UUID, user_id: str) -> datetime | None:
+        self._count("erasure")
+        if self.get_companion(owner_id, companion_id) is None:
+            return None
+        return self.erasures.get((companion_id, user_id))
 
     def audit_events(self, owner_id: UUID, companion_id: UUID | None = None) -> list[AuditEvent]:
         return [

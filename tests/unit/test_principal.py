@@ -22,7 +22,13 @@ from companion_memory.auth.principal import (
 )
 from companion_memory.domain.identity import IdentityService
 from companion_memory.errors import CompanionPaused, Forbidden, Unauthorized
-from companion_memory.models.identity import ApiKeyCreate, Companion, CompanionCreate, TokenRequest
+from companion_memory.models.identity import (
+    ApiKeyCreate,
+    Companion,
+    CompanionCreate,
+    CompanionUser,
+    TokenRequest,
+)
 from tests.support.identity import InMemoryIdentityStore, InMemorySigningKeys, ManualClock
 
 ISSUER = "https://memory.example"
@@ -45,6 +51,12 @@ class World:
 
     def companion_principal(self) -> Principal:
         return self.auth.authenticate(self.companion_key)
+
+    def block(self, user_id: str) -> None:
+        """What the owner's block route leaves in the store (domain/companions.py set_blocked)."""
+        self.store.users[(self.companion.id, user_id)] = CompanionUser(
+            companion_id=self.companion.id, user_id=user_id, is_blocked=True
+        )
 
     def user_token(self, user_id: str = "alice", scopes: list[str] | None = None) -> str:
         request = TokenRequest(user_id=user_id, scopes=scopes, ttl_seconds=600)
@@ -289,14 +301,47 @@ def test_a_blocked_users_token_is_refused_once_the_cache_ages_out(world: World) 
     token = world.user_token("alice")
     world.auth.authenticate(token)
     # When the owner blocks the user
-    from companion_memory.models.identity import UserPermissions
-
-    world.service.update_user_permissions(
-        world.owner, world.companion.id, "alice", UserPermissions(is_blocked=True)
-    )
+    world.block("alice")
     # Then the token is refused within the cache window
     world.clock.advance(CACHE_S - 0.5)
     world.auth.authenticate(token)
+    world.clock.advance(0.5)
+    with pytest.raises(Unauthorized):
+        world.auth.authenticate(token)
+
+
+def test_an_erased_users_token_is_refused_and_a_token_issued_after_the_erasure_works(world: World) -> None:
+    # Given a token of alice issued at 12:00:00.000, not yet used
+    token = world.user_token("alice")
+    # When alice is erased half a second later (the erasure records when; her relationship row goes)
+    world.clock.advance(0.5)
+    world.store.record_erasure(world.owner.owner_id, world.companion.id, "alice", world.clock.now())
+    # Then the old token is refused like any invalid credential, and so is one issued in the same second
+    # (iat has whole seconds: it may predate the erasure)
+    with pytest.raises(Unauthorized):
+        world.auth.authenticate(token)
+    same_second = world.user_token("alice")
+    world.clock.advance(CACHE_S)
+    with pytest.raises(Unauthorized):
+        world.auth.authenticate(same_second)
+    # and a token issued after the erasure (the companion starting afresh with alice) works, as do others'
+    fresh = world.user_token("alice")
+    assert world.auth.authenticate(fresh).user_id == "alice"
+    assert world.auth.authenticate(world.user_token("bob")).user_id == "bob"
+
+
+def test_an_erasure_reaches_a_warm_sandbox_once_the_cache_ages_out(world: World) -> None:
+    # Given alice's token in use (no erasure cached for her)
+    token = world.user_token("alice")
+    world.auth.authenticate(token)
+    reads = world.store.reads["erasure"]
+    # When she is erased
+    world.clock.advance(1)
+    world.store.record_erasure(world.owner.owner_id, world.companion.id, "alice", world.clock.now())
+    # Then the token works until the cached answer ages out (one read per window), then never again
+    world.clock.advance(CACHE_S - 1.5)
+    world.auth.authenticate(token)
+    assert world.store.reads["erasure"] == reads
     world.clock.advance(0.5)
     with pytest.raises(Unauthorized):
         world.auth.authenticate(token)

@@ -501,6 +501,15 @@ class IdentityStore(Protocol):
 
     def audit_events(self, owner_id: UUID, companion_id: UUID | None = None) -> list["AuditEvent"]: ...
 
+    def record_erasure(self, owner_id: UUID, companion_id: UUID, user_id: str, at: datetime) -> None:
+        """Remember that the user was erased at ``at`` (by pseudonym: migrations/0013 ``erased_users``); a
+        later erasure moves it forward, never back."""
+        ...
+
+    def erased_at(self, owner_id: UUID, companion_id: UUID, user_id: str) -> datetime | None:
+        """When the user was last erased, None if never: tokens issued until then are refused."""
+        ...
+
 
 class CompanionStore(Protocol):
     """The companion lifecycle (domain/companions.py): an owner's companions, their version history, their

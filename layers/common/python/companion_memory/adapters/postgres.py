@@ -15,11 +15,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
 from companion_memory.config import MigrateSettings, PostgresSettings
-from companion_memory.errors import DependencyUnavailable
+from companion_memory.errors import DependencyUnavailable, companion_inactive
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.observability import logger
 
 _SET_LOCAL = "SELECT set_config(name, value, true) FROM unnest(%s::text[], %s::text[]) AS s(name, value)"
+# The database refuses a row of a companion that is deleted (a memory: not active) with this constraint and
+# the status as the detail (migrations/0013_lifecycle_guards.sql).
+COMPANION_NOT_ACTIVE = "companion_not_active"
 
 
 def conninfo_from(settings: PostgresSettings, secret: dict[str, Any] | None) -> str:
@@ -73,7 +76,8 @@ class Database:
 
         A database that cannot be reached, drops the connection, cancels a statement at its timeout or
         has no connection to lend (psycopg's OperationalError family) raises DependencyUnavailable:
-        one retryable answer at every edge, translated here once instead of in every adapter.
+        one retryable answer at every edge, translated here once instead of in every adapter. A row the
+        database refuses because its companion is not active raises that status's CompanionInactive.
         """
         settings = {
             "statement_timeout": str(self._statement_timeout_ms),
@@ -93,6 +97,12 @@ class Database:
         except (psycopg.OperationalError, PoolTimeout) as error:
             logger.warning("PostgreSQL unavailable", extra={"error": type(error).__name__})
             raise DependencyUnavailable("The database is unavailable") from None
+        except psycopg.errors.CheckViolation as error:
+            if error.diag.constraint_name != COMPANION_NOT_ACTIVE:
+                raise
+            # A credential still cached after its companion was deleted or paused: the same answer the
+            # authenticator gives once its cache catches up (companion_deleted, ...).
+            raise companion_inactive(error.diag.message_detail or "inactive") from None
 
     def close(self) -> None:
         self._pool.close()

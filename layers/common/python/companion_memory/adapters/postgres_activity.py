@@ -11,16 +11,19 @@ from typing import Final
 import psycopg
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.errors import DependencyUnavailable
+from companion_memory.errors import CompanionInactive, DependencyUnavailable
 from companion_memory.models.analytics import Operation
 from companion_memory.models.tenancy import TenantScope
 
-# One statement per kind: the column is part of the SQL text, never a parameter.
+# One statement per kind: the column is part of the SQL text, never a parameter. Nothing is counted for a
+# companion that is not active (a credential still cached after a pause or a delete): the SELECT yields no
+# row then (and the database refuses a deleted companion's row anyway: migrations/0013).
 _COLUMNS: Final[dict[Operation, str]] = {"read": "reads", "write": "writes", "delete": "deletes"}
 _UPSERT: Final[dict[Operation, str]] = {
     kind: (
         f"INSERT INTO activity_hourly AS a (companion_id, user_id, hour, {column}) "  # noqa: S608
-        "VALUES (%s, %s, date_trunc('hour', %s::timestamptz, 'UTC'), 1) "
+        "SELECT c.id, %s, date_trunc('hour', %s::timestamptz, 'UTC'), 1 FROM companions c "
+        "WHERE c.id = %s AND c.status = 'active' "
         f"ON CONFLICT (companion_id, user_id, hour) DO UPDATE SET {column} = a.{column} + 1"
     )
     for kind, column in _COLUMNS.items()
@@ -36,7 +39,9 @@ class PostgresActivityRecorder:
             raise ValueError("activity is recorded for one companion user")
         try:
             with self._database.transaction(scope) as conn:
-                conn.execute(_UPSERT[operation], (scope.companion_id, scope.user_id, at))
+                conn.execute(_UPSERT[operation], (scope.user_id, at, scope.companion_id))
+        except CompanionInactive:
+            return  # deleted while this request ran (the database's guard): nothing to count, as above
         except psycopg.Error as error:
             # Past the outages Database already translates: e.g. the companion deleted a moment ago (its
             # foreign key). Counting is best effort (domain.memory_access), so any failure is this one.

@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.adapters.postgres_identity import _audit as audit  # one audit writer
+from companion_memory.adapters.postgres_identity import write_audit
 from companion_memory.models.companion import CompanionUserDetail, CompanionVersion
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
@@ -65,7 +65,7 @@ class PostgresCompanionStore:
             ).fetchone()
             if row is None:
                 return False
-            audit(conn, audit_event)
+            write_audit(conn, audit_event)
         return True
 
     def set_status(
@@ -85,7 +85,7 @@ class PostgresCompanionStore:
             ).fetchone()
             if row is None:
                 return None
-            audit(conn, audit_event)
+            write_audit(conn, audit_event)
         return Companion.model_validate(row)
 
     def versions(
@@ -152,6 +152,6 @@ class PostgresCompanionStore:
                 f"RETURNING {', '.join('cu.' + c for c in _USER_COLUMNS.split(', '))}",
                 (companion_id, user_id, Jsonb(preferences), at, at),
             ).fetchone()
-            audit(conn, audit_event)
+            write_audit(conn, audit_event)
         assert row is not None  # an upsert under the user's own scope always answers its row
         return CompanionUserDetail.model_validate(row)

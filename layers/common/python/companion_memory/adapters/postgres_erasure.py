@@ -42,6 +42,8 @@ RETAINED_TABLES: dict[str, str] = {
     "api_keys": "revoked, never deleted: hashes only, and the audit log names them",
     "audit_log": "who did what; erased users' ids are replaced by their pseudonym",
     "companion_imports": "which companion an import went to (ids only, no user data)",
+    # A pseudonym and an instant, no id in clear; erasing the user again moves the instant forward.
+    "erased_users": "refuses the user's tokens issued before their erasure (auth/principal.py)",
 }
 
 # Memories deleted per transaction when a whole companion goes: each batch is short, and a purge cut

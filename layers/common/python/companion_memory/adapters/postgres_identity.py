@@ -49,7 +49,7 @@ class PostgresIdentityStore:
                 (owner.id, owner.name, owner.created_at),
             )
             _insert_key(conn, key)
-            _audit(conn, audit)
+            write_audit(conn, audit)
 
     def create_companion(self, companion: Companion, audit: AuditEvent) -> None:
         with self._database.transaction(TenantScope(owner_id=companion.owner_id), dict_rows=True) as conn:
@@ -68,7 +68,7 @@ class PostgresIdentityStore:
                     companion.updated_at,
                 ),
             )
-            _audit(conn, audit)
+            write_audit(conn, audit)
 
     def get_companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
         with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
@@ -88,7 +88,7 @@ class PostgresIdentityStore:
     def insert_api_key(self, key: StoredApiKey, audit: AuditEvent) -> None:
         with self._database.transaction(TenantScope(owner_id=key.record.owner_id), dict_rows=True) as conn:
             _insert_key(conn, key)
-            _audit(conn, audit)
+            write_audit(conn, audit)
 
     def api_key_by_prefix(self, prefix: str) -> StoredApiKey | None:
         with self._database.transaction(dict_rows=True) as conn:
@@ -128,7 +128,7 @@ class PostgresIdentityStore:
             ).fetchone()
             if row is None:
                 return None
-            _audit(conn, audit)
+            write_audit(conn, audit)
         return _stored_key(row).record
 
     def rotate_api_key(
@@ -158,7 +158,7 @@ class PostgresIdentityStore:
                 f"RETURNING {_KEY_COLUMNS}",
                 (successor.record.id, grace_until, key_id),
             ).fetchone()
-            _audit(conn, audit)
+            write_audit(conn, audit)
         return None if updated is None else _stored_key(updated).record
 
     def touch_api_key(self, owner_id: UUID, key_id: UUID, at: datetime, not_since: datetime) -> None:
@@ -195,7 +195,7 @@ class PostgresIdentityStore:
                 (companion_id, user_id),
             ).fetchone()
             if audit is not None:
-                _audit(conn, audit)
+                write_audit(conn, audit)
         if row is None:  # the insert and read ran under one policy; a miss means the scope is wrong
             raise Conflict("The user could not be created")
         return CompanionUser.model_validate(row)
@@ -223,10 +223,35 @@ class PostgresIdentityStore:
                 f"WHERE companion_id = %(cid)s AND user_id = %(uid)s RETURNING {_USER_COLUMNS}",
                 {**values, "at": at, "cid": companion_id, "uid": user_id},
             ).fetchone()
-            _audit(conn, audit)
+            write_audit(conn, audit)
         if row is None:
             raise Conflict("The user could not be updated")
         return CompanionUser.model_validate(row)
+
+    # --- erased users ---------------------------------------------------------------------------------------
+    # By pseudonym only (the audit log's, computed by the database: audit_user_pseudonym), in the user's own
+    # tenant context, whose policy shows that user's row and no other (migrations/0013).
+
+    def record_erasure(self, owner_id: UUID, companion_id: UUID, user_id: str, at: datetime) -> None:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
+        with self._database.transaction(scope) as conn:
+            conn.execute(
+                "INSERT INTO erased_users AS e (companion_id, user_pseudonym, erased_at) "
+                "VALUES (%(companion)s, audit_user_pseudonym(%(companion)s, %(user)s), %(at)s) "
+                "ON CONFLICT (companion_id, user_pseudonym) "
+                "DO UPDATE SET erased_at = greatest(e.erased_at, EXCLUDED.erased_at)",
+                {"companion": companion_id, "user": user_id, "at": at},
+            )
+
+    def erased_at(self, owner_id: UUID, companion_id: UUID, user_id: str) -> datetime | None:
+        scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
+        with self._database.transaction(scope) as conn:
+            row = conn.execute(
+                "SELECT erased_at FROM erased_users "
+                "WHERE companion_id = %s AND user_pseudonym = audit_user_pseudonym(%s, %s)",
+                (companion_id, companion_id, user_id),
+            ).fetchone()
+        return None if row is None else row[0]
 
     # --- audit ----------------------------------------------------------------------------------------------
 
@@ -265,7 +290,8 @@ def _insert_key(conn: psycopg.Connection[Any], key: StoredApiKey) -> None:
         raise Conflict("API key prefix already in use", details={"reason": "prefix_collision"}) from error
 
 
-def _audit(conn: psycopg.Connection[Any], event: AuditEvent) -> None:
+def write_audit(conn: psycopg.Connection[Any], event: AuditEvent) -> None:
+    """Append ``event`` to the audit log in the caller's transaction (the adapters' one audit writer)."""
     conn.execute(
         "INSERT INTO audit_log (owner_id, companion_id, actor, action, target, details, at) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)",

@@ -26,7 +26,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.errors import NotFound
+from companion_memory.errors import NotFound, companion_inactive
 from companion_memory.models.memory import (
     Candidate,
     HistoryEntry,
@@ -145,13 +145,18 @@ class PostgresMemoryUnit:
                 ON CONFLICT (companion_id, user_id) DO UPDATE SET memory_count = cu.memory_count
                 RETURNING memory_count, content_bytes
             )
-            SELECT u.memory_count, u.content_bytes, c.config FROM usage u, companions c
+            SELECT u.memory_count, u.content_bytes, c.config, c.status FROM usage u, companions c
             WHERE c.id = %(companion)s
             """,
             {"companion": self._companion_id, "user": user_id},
         ).fetchone()
         if row is None:
             raise NotFound("companion not found")
+        # Every memory write takes this lock first: a credential still cached after its companion was paused
+        # or deleted writes nothing (the database refuses such a memory too, and a deleted companion's
+        # usage row above: migrations/0013).
+        if row[3] != "active":
+            raise companion_inactive(str(row[3]))
         return UserStorage(memories=int(row[0]), content_bytes=int(row[1]), companion_config=row[2])
 
     def get(self, memory_id: UUID, *, include_forgotten: bool = False) -> StoredMemory | None:

@@ -1,13 +1,13 @@
 """Who is calling: the principal behind an owner key, a companion key or a user token, and what it may do.
 
 ``Authenticator.authenticate_bearer`` is shared by the HttpApi Lambda authorizer and the MCP function. A hot
-principal costs no database read: key records and the (companion status, user block) pair are cached in
-process for ``cache_s`` (15 s by default), which bounds how long a revoked key, a blocked user or a paused
-companion keeps working in one sandbox, and how long a resumed one stays refused (the authorizer's result
-cache adds its own TTL at the API; see docs/security.md). A good credential of a paused, archived or deleted
-companion is refused with the reason's stable code (``companion_paused``...: errors.CompanionInactive). What a
-principal may touch is decided by ``domain/memory_access.py`` (REST and MCP alike): cross-tenant requests are
-answered 404 "not found", exactly like a missing resource.
+principal costs no database read: key records, the companion's status and the user's block and erasure are
+cached in process for ``cache_s`` (15 s by default), which bounds how long a revoked key, a blocked or erased
+user or a paused companion keeps working in one sandbox, and how long a resumed one stays refused (the
+authorizer's result cache adds its own TTL at the API; see docs/security.md). A good credential of a paused,
+archived or deleted companion is refused with the reason's stable code (``companion_paused``...:
+errors.CompanionInactive). What a principal may touch is decided by ``domain/memory_access.py`` (REST and
+MCP alike): cross-tenant requests are answered 404 "not found", exactly like a missing resource.
 """
 
 from collections.abc import Callable
@@ -131,6 +131,7 @@ class Authenticator:
         self._keys: TtlCache[str, StoredApiKey | None] = TtlCache(cache_s, monotonic)
         self._companions: TtlCache[tuple[UUID, UUID], Companion | None] = TtlCache(cache_s, monotonic)
         self._users: TtlCache[tuple[UUID, str], CompanionUser | None] = TtlCache(cache_s, monotonic)
+        self._erasures: TtlCache[tuple[UUID, str], datetime | None] = TtlCache(cache_s, monotonic)
         # Keys whose use was recorded within the last interval (bounded like the caches above).
         self._touched: TtlCache[UUID, bool] = TtlCache(TOUCH_INTERVAL.total_seconds(), monotonic)
 
@@ -162,6 +163,12 @@ class Authenticator:
         self._require_active(owner_id, token_companion)
         user = self._cached_user(owner_id, token_companion, claims.subject)
         if user is not None and user.is_blocked:
+            raise Unauthorized(INVALID_CREDENTIAL)
+        # A token issued at or before its user's erasure died with the user (the companion may start afresh
+        # with that id: a token issued later works). iat has whole seconds, so a token of the erasure's own
+        # second is refused too: it may predate the erasure.
+        erased_at = self._cached_erasure(owner_id, token_companion, claims.subject)
+        if erased_at is not None and claims.issued_at <= erased_at:
             raise Unauthorized(INVALID_CREDENTIAL)
         return Principal(
             kind="user",
@@ -218,6 +225,13 @@ class Authenticator:
             user = self._store.companion_user(owner_id, companion_id, user_id)
             self._users.put((companion_id, user_id), user)
         return user
+
+    def _cached_erasure(self, owner_id: UUID, companion_id: UUID, user_id: str) -> datetime | None:
+        found, erased_at = self._erasures.get((companion_id, user_id))
+        if not found:
+            erased_at = self._store.erased_at(owner_id, companion_id, user_id)
+            self._erasures.put((companion_id, user_id), erased_at)
+        return erased_at
 
     def _touch(self, owner_id: UUID, key_id: UUID, now: datetime) -> None:
         recorded, _ = self._touched.get(key_id)

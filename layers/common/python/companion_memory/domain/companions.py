@@ -39,6 +39,7 @@ from uuid import UUID
 
 from companion_memory.auth import tokens
 from companion_memory.auth.principal import Principal, require
+from companion_memory.domain.identity import audit_event, owned_companion
 from companion_memory.errors import Conflict, IllegalTransition, NotFound, ValidationFailed
 from companion_memory.models.companion import (
     MAX_PREFERENCES_BYTES,
@@ -52,7 +53,7 @@ from companion_memory.models.companion import (
     CompanionVersionPage,
 )
 from companion_memory.models.companion_config import CompanionConfig
-from companion_memory.models.identity import AuditEvent, Companion, CompanionStatus, UserPermissions
+from companion_memory.models.identity import Companion, CompanionStatus, CompanionUser, UserPermissions
 from companion_memory.ports import Clock, CompanionStore, IdentityStore
 
 Action = Literal["pause", "resume", "archive"]
@@ -119,7 +120,9 @@ class CompanionService:
             principal,
             current,
             target.name,
-            target.config,
+            # Through today's schema: a config stored under an older one comes back with every field it now
+            # has, and one that no longer validates is refused by field instead of being restored as it was.
+            CompanionConfig.of(target.config).stored(),
             None,
             "companion.rolled_back",
             {"to_version": target.version},
@@ -159,8 +162,13 @@ class CompanionService:
                 details={"status": current.status, "action": action},
             )
         now = self._clock.now()
-        audit = _event(
-            principal, f"companion.{_PAST[action]}", current.id, now, {"from": current.status, "to": target}
+        audit = audit_event(
+            principal,
+            f"companion.{_PAST[action]}",
+            current.id,
+            f"companion:{current.id}",
+            now,
+            {"from": current.status, "to": target},
         )
         moved = self._store.set_status(principal.owner_id, current.id, current.status, target, now, audit)
         if moved is None:
@@ -204,13 +212,13 @@ class CompanionService:
             )
         now = self._clock.now()
         # The audit names the keys, not the values: preferences may be personal.
-        audit = _event(
+        audit = audit_event(
             principal,
             "user.preferences_changed",
             companion.id,
+            f"user:{user_id}",
             now,
             {"keys": sorted(preferences)[:50]},
-            f"user:{user_id}",
         )
         return self._store.set_preferences(principal.owner_id, companion.id, user_id, preferences, now, audit)
 
@@ -228,18 +236,34 @@ class CompanionService:
             user_id,
             UserPermissions(is_blocked=blocked),
             now,
-            _event(principal, action, companion.id, now, {}, f"user:{user_id}"),
+            audit_event(principal, action, companion.id, f"user:{user_id}", now, {}),
         )
         return self.user(principal, companion.id, user_id)
+
+    def set_permissions(
+        self, principal: Principal, companion_id: UUID, user_id: str, changes: UserPermissions
+    ) -> CompanionUser:
+        """Set some of a user's permissions (absent fields stay); the user is created if new. Audited. A
+        deleted companion gets no user row back (409 ``illegal_transition``)."""
+        companion = self._owned(principal, companion_id)
+        _require_not_deleted(companion, "set_permissions")
+        changed = changes.model_dump(exclude_none=True)
+        if not changed:
+            raise ValidationFailed("Name at least one of can_read, can_write, can_delete, is_blocked")
+        now = self._clock.now()
+        return self._identity.update_companion_user(
+            principal.owner_id,
+            companion.id,
+            user_id,
+            changes,
+            now,
+            audit_event(principal, "permission.changed", companion.id, f"user:{user_id}", now, changed),
+        )
 
     # --- helpers --------------------------------------------------------------------------------------------
 
     def _owned(self, principal: Principal, companion_id: UUID) -> Companion:
-        require(principal, tokens.SCOPE_ADMIN)
-        companion = self._identity.get_companion(principal.owner_id, companion_id)
-        if companion is None:
-            raise NotFound(NO_SUCH_COMPANION)
-        return companion
+        return owned_companion(self._identity, principal, companion_id)
 
     def _new_version(
         self,
@@ -264,10 +288,11 @@ class CompanionService:
                 "updated_at": now,
             }
         )
-        audit = _event(
+        audit = audit_event(
             principal,
             action,
             current.id,
+            f"companion:{current.id}",
             now,
             {**details, "changed": changed, "bump": bump, "from": current.version, "to": updated.version},
         )
@@ -335,25 +360,6 @@ def _require_not_deleted(companion: Companion, action: str) -> None:
 
 def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
-
-
-def _event(
-    principal: Principal,
-    action: str,
-    companion_id: UUID,
-    at: datetime,
-    details: dict[str, Any],
-    target: str | None = None,
-) -> AuditEvent:
-    return AuditEvent(
-        owner_id=principal.owner_id,
-        companion_id=companion_id,
-        actor=principal.actor,
-        action=action,
-        target=target or f"companion:{companion_id}",
-        details=details,
-        at=at,
-    )
 
 
 def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

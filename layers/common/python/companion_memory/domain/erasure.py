@@ -81,8 +81,13 @@ class ErasureService:
         """Remove everything of one user of the caller's companion (owner key); a user the companion never
         had, or one erased before, answers a receipt of zeros."""
         companion = self._owned(principal, companion_id)
+        # First, so the user's tokens issued until now are refused even if the purge is cut short (their
+        # companion_users row, and a block with it, goes in the purge).
+        self._identity.record_erasure(companion.owner_id, companion.id, user_id, self._clock.now())
         removed = self._each_store(lambda store: store.erase_user(companion.owner_id, companion.id, user_id))
         erased_at = self._clock.now()
+        # Again at the end: a token issued while the stores were purged may have written too late for them.
+        self._identity.record_erasure(companion.owner_id, companion.id, user_id, erased_at)
         self._ledger.record(
             AuditEvent(
                 owner_id=companion.owner_id,

@@ -5,7 +5,7 @@ Security events are written to the audit log in the same transaction as the chan
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from companion_memory.auth import api_keys, tokens
@@ -19,14 +19,12 @@ from companion_memory.models.identity import (
     AuditEvent,
     Companion,
     CompanionCreate,
-    CompanionUser,
     IssuedApiKey,
     Owner,
     OwnerKeyCreate,
     StoredApiKey,
     TokenRequest,
     TokenResponse,
-    UserPermissions,
 )
 from companion_memory.ports import Clock, IdentityStore, SigningKeyStore
 
@@ -99,7 +97,7 @@ class IdentityService:
         )
         self._store.create_companion(
             companion,
-            _event(
+            audit_event(
                 principal,
                 "companion.created",
                 companion.id,
@@ -126,7 +124,7 @@ class IdentityService:
     # (``ok_``, under /owner/api-keys) share one lifecycle; ``companion_id`` None names the owner keys.
 
     def create_api_key(self, principal: Principal, companion_id: UUID, request: ApiKeyCreate) -> IssuedApiKey:
-        companion = self._owned_companion(principal, companion_id)
+        companion = owned_companion(self._store, principal, companion_id)
         scopes = set(request.scopes)
         if not scopes <= COMPANION_KEY_SCOPES:
             raise ValidationFailed(
@@ -152,7 +150,7 @@ class IdentityService:
         return self._create_key(principal, None, [tokens.SCOPE_ADMIN], request.name, now, expires_at)
 
     def list_api_keys(self, principal: Principal, companion_id: UUID) -> list[ApiKey]:
-        companion = self._owned_companion(principal, companion_id)
+        companion = owned_companion(self._store, principal, companion_id)
         return self._store.list_api_keys(principal.owner_id, companion.id)
 
     def list_owner_keys(self, principal: Principal) -> list[ApiKey]:
@@ -160,7 +158,7 @@ class IdentityService:
         return self._store.list_api_keys(principal.owner_id, None)
 
     def revoke_api_key(self, principal: Principal, companion_id: UUID, key_id: UUID) -> ApiKey:
-        companion = self._owned_companion(principal, companion_id)
+        companion = owned_companion(self._store, principal, companion_id)
         return self._revoke_key(principal, companion.id, key_id)
 
     def revoke_owner_key(self, principal: Principal, key_id: UUID) -> ApiKey:
@@ -172,7 +170,7 @@ class IdentityService:
         self, principal: Principal, companion_id: UUID, key_id: UUID, grace_seconds: int
     ) -> IssuedApiKey:
         """A new key with the old one's name, scopes and expiry; the old stays valid for ``grace_seconds``."""
-        companion = self._owned_companion(principal, companion_id)
+        companion = owned_companion(self._store, principal, companion_id)
         return self._rotate_key(principal, companion.id, key_id, grace_seconds)
 
     def rotate_owner_key(self, principal: Principal, key_id: UUID, grace_seconds: int) -> IssuedApiKey:
@@ -189,7 +187,7 @@ class IdentityService:
         expires_at: datetime | None,
     ) -> IssuedApiKey:
         def insert(new: api_keys.NewKey, stored: StoredApiKey) -> IssuedApiKey:
-            audit = _event(
+            audit = audit_event(
                 principal,
                 "api_key.created",
                 companion_id,
@@ -209,7 +207,7 @@ class IdentityService:
             companion_id,
             key_id,
             now,
-            _event(principal, "api_key.revoked", companion_id, f"api_key:{key_id}", now, {}),
+            audit_event(principal, "api_key.revoked", companion_id, f"api_key:{key_id}", now, {}),
         )
         if revoked is None:
             raise NotFound("No such API key")
@@ -228,7 +226,7 @@ class IdentityService:
         grace_until = now + timedelta(seconds=grace_seconds)
 
         def insert(new: api_keys.NewKey, stored: StoredApiKey) -> IssuedApiKey | None:
-            audit = _event(
+            audit = audit_event(
                 principal,
                 "api_key.rotated",
                 companion_id,
@@ -292,7 +290,7 @@ class IdentityService:
             now=now,
         )
         # The user is created on first use, and the issue is recorded, in one transaction.
-        audit = _event(
+        audit = audit_event(
             principal,
             "token.issued",
             companion.id,
@@ -305,43 +303,31 @@ class IdentityService:
             access_token=token, expires_in=request.ttl_seconds, scope=" ".join(sorted(scopes))
         )
 
-    def update_user_permissions(
-        self, principal: Principal, companion_id: UUID, user_id: str, changes: UserPermissions
-    ) -> CompanionUser:
-        """Set some of a user's permissions (absent fields stay); the user is created if new. Audited."""
-        companion = self._owned_companion(principal, companion_id)
-        changed = changes.model_dump(exclude_none=True)
-        if not changed:
-            raise ValidationFailed("Name at least one of can_read, can_write, can_delete, is_blocked")
-        now = self._clock.now()
-        return self._store.update_companion_user(
-            principal.owner_id,
-            companion.id,
-            user_id,
-            changes,
-            now,
-            _event(principal, "permission.changed", companion.id, f"user:{user_id}", now, changed),
-        )
-
-    def get_companion_user(self, principal: Principal, companion_id: UUID, user_id: str) -> CompanionUser:
-        """A user's permissions (owner key). A user the companion never saw: not found."""
-        companion = self._owned_companion(principal, companion_id)
-        user = self._store.companion_user(principal.owner_id, companion.id, user_id)
-        if user is None:
-            raise NotFound("No such user")
-        return user
-
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         if self._signing_keys is None:
             raise RuntimeError("IdentityService built without signing keys has no JWKS")
         return self._signing_keys.load().jwks()
 
-    def _owned_companion(self, principal: Principal, companion_id: UUID) -> Companion:
-        require(principal, tokens.SCOPE_ADMIN)
-        companion = self._store.get_companion(principal.owner_id, companion_id)
-        if companion is None:
-            raise NotFound(NO_SUCH_COMPANION)
-        return companion
+
+
+class CompanionLookup(Protocol):
+    """What deciding ownership needs of a store (``IdentityStore`` has it)."""
+
+    def get_companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None: ...
+
+
+def owned_companion(lookup: CompanionLookup, principal: Principal, companion_id: UUID) -> Companion:
+    """The companion an owner-only route acts on: the caller must be an owner key (kind ``owner``, scope
+    ``admin``: 403 otherwise, whatever scopes a companion key or user token carries), and the companion one of
+    its organisation's (another owner's reads exactly like a missing one: 404). Any status, deleted included:
+    each route decides what a status allows."""
+    require(principal, tokens.SCOPE_ADMIN)
+    if principal.kind != "owner":
+        raise Forbidden("Only an owner key can do this", details={"required": "owner_key"})
+    companion = lookup.get_companion(principal.owner_id, companion_id)
+    if companion is None:
+        raise NotFound(NO_SUCH_COMPANION)
+    return companion
 
 
 def _with_fresh_key[T](
@@ -401,7 +387,7 @@ def refuse_owner_lockout(owner_keys: Iterable[ApiKey], key_id: UUID, at: datetim
         raise Conflict(LAST_OWNER_KEY, details={"reason": "last_owner_key"})
 
 
-def _event(
+def audit_event(
     principal: Principal,
     action: str,
     companion_id: UUID | None,
@@ -409,6 +395,7 @@ def _event(
     at: datetime,
     details: dict[str, Any],
 ) -> AuditEvent:
+    """What ``principal`` did (``action`` on ``target``), for the audit log."""
     return AuditEvent(
         owner_id=principal.owner_id,
         companion_id=companion_id,
