@@ -9,6 +9,7 @@ import base64
 import copy
 import importlib.util
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from types import ModuleType
@@ -39,6 +40,9 @@ class LambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test"
     aws_request_id: str = "test-request"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000  # a fresh invocation's (the delete route purges within what is left)
 
 
 def _load(name: str) -> ModuleType:
@@ -80,7 +84,7 @@ class Apps:
         if body is not None:
             event["body"] = json.dumps(body)
         event["requestContext"]["authorizer"] = {"lambda": answer["context"]}
-        response = self.companions.app.resolve(event, None)
+        response = self.companions.app.resolve(event, LambdaContext())
         text = response.get("body") or ""
         return response["statusCode"], json.loads(text) if text else None
 
@@ -366,6 +370,7 @@ ROUTES: list[tuple[str, str, object]] = [
     ("PUT", "/users/alice/preferences", {"preferences": {"x": 1}}),
     ("POST", "/users/alice/block", None),
     ("POST", "/users/alice/unblock", None),
+    ("PUT", "/users/alice/permissions", {"can_delete": False}),
 ]
 
 
@@ -472,7 +477,39 @@ def test_a_deleted_companion_cannot_be_resumed_paused_or_changed(apps: Apps) -> 
         ("POST", "/pause", None),
         ("POST", "/archive", None),
         ("PUT", "/users/alice/preferences", {"preferences": {}}),
+        ("PUT", "/users/alice/permissions", {"is_blocked": True}),
     ]:
         status, answer = apps.call(method, tenant.base + suffix, tenant.owner_key, body)
         assert (status, answer["error"]["code"]) == (409, "illegal_transition"), (suffix, answer)
         assert answer["error"]["details"]["status"] == "deleted"
+    # and no user row came back to life behind the purge
+    status, page = apps.call("GET", tenant.base + "/users", tenant.owner_key)
+    assert (status, page["users"]) == (200, [])
+
+
+def test_a_rollback_to_a_config_stored_under_an_older_schema_restores_it_through_todays_schema(
+    apps: Apps,
+) -> None:
+    # Given a companion with a limit changed, and an old version whose config predates today's schema (an
+    # empty object: every field it now has was added later), as the database owner would find it
+    tenant = _tenant(apps, {"limits": {"requests_per_minute": 77}})
+    companion_id = uuid.UUID(tenant.companion["id"])
+    with psycopg.connect(os.environ["DATABASE_OWNER_URL"], connect_timeout=5) as conn:
+        conn.execute("ALTER TABLE companion_versions NO FORCE ROW LEVEL SECURITY")
+        conn.execute(
+            "INSERT INTO companion_versions (companion_id, owner_id, version, name, config, created_at)"
+            " VALUES (%s, %s, '0.9.0', 'Ava', '{}', now())",
+            (companion_id, tenant.owner_id),
+        )
+        conn.execute("ALTER TABLE companion_versions FORCE ROW LEVEL SECURITY")
+    # When the owner rolls back to it
+    status, rolled = apps.call(
+        "POST",
+        f"{tenant.base}/rollback",
+        tenant.owner_key,
+        {"to_version": "0.9.0", "expected_version": "1.0.0"},
+    )
+    # Then the restored config is today's defaults with every field spelled out, not the bare old object
+    assert status == 200, rolled
+    assert rolled["config"] == CompanionConfig.of({}).stored()
+    assert rolled["config"]["limits"]["requests_per_minute"] != 77
