@@ -309,7 +309,6 @@ class IdentityService:
         return self._signing_keys.load().jwks()
 
 
-
 class CompanionLookup(Protocol):
     """What deciding ownership needs of a store (``IdentityStore`` has it)."""
 
