@@ -1,4 +1,5 @@
-"""Scheduled upkeep (EventBridge, every 5 minutes): expired sessions finalised, memories kept in shape.
+"""Scheduled upkeep (EventBridge, every 5 minutes): expired sessions finalised, memories kept in shape,
+pending purges of deleted companions finished.
 
 One run of ``domain.upkeep.UpkeepService`` until ~20 s before the Lambda timeout; the next run resumes
 where it stopped. Returns the run's summary and emits it as EMF metrics. Imports no MCP SDK.
@@ -20,6 +21,7 @@ settings_for(SessionCleanupSettings)  # fail at init, not on the first run, when
 METRICS = {
     "companions_visited": "CompanionsVisited",
     "companions_skipped": "CompanionsSkipped",
+    "companions_failed": "CompanionsFailed",
     "companions_misconfigured": "CompanionsMisconfigured",
     "sessions_finalised": "SessionsFinalised",
     "sessions_left": "SessionsLeft",
@@ -29,6 +31,8 @@ METRICS = {
     "memories_consolidated": "MemoriesConsolidated",
     "memories_over_cap": "MemoriesOverCap",
     "memories_purged": "MemoriesPurged",
+    "deleted_companions_purged": "DeletedCompanionsPurged",
+    "deleted_companions_pending": "DeletedCompanionsPending",
 }
 
 

@@ -15,6 +15,7 @@ import pytest
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_activity import PostgresActivityRecorder
 from companion_memory.adapters.postgres_analytics import PostgresAnalyticsStore
+from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
 from companion_memory.domain.analytics import AUTO_PAUSED, AnalyticsService
 from companion_memory.models.companion_config import Limits
 from companion_memory.models.tenancy import TenantScope
@@ -320,7 +321,7 @@ def test_the_schedule_pauses_an_unhealthy_companion_once_with_its_audit_entry(
     brand_new = new_companion(
         database, owner, {"auto_pause": {"enabled": True, "below_health": 100}}, timedelta(0)
     )
-    service = AnalyticsService(store, FakeClock(NOW))
+    service = AnalyticsService(store, FakeClock(NOW), PostgresCompanionDirectory(database))
 
     first = service.run_schedule(lambda: 600.0)
     second = service.run_schedule(lambda: 600.0)
@@ -340,7 +341,7 @@ def test_two_overlapping_runs_pause_and_audit_once(
 ) -> None:
     owner = new_owner(database)
     unhealthy = unhealthy_companion(database, recorder, owner)
-    service = AnalyticsService(store, FakeClock(NOW))
+    service = AnalyticsService(store, FakeClock(NOW), PostgresCompanionDirectory(database))
     runs: list[list[UUID]] = []
     threads = [
         threading.Thread(target=lambda: runs.append(service.run_schedule(lambda: 600.0).paused))
@@ -397,8 +398,12 @@ def test_an_unhealthy_companion_resumed_47_hours_ago_is_paused_only_after_48(
     unhealthy = unhealthy_companion(database, recorder, owner)
     resume(database, owner, unhealthy, NOW - timedelta(hours=47))
     # When the schedule runs now and again 2 hours later (on the same week of data)
-    first = AnalyticsService(store, FakeClock(NOW)).run_schedule(lambda: 600.0)
-    later = AnalyticsService(store, FakeClock(NOW + timedelta(hours=2))).run_schedule(lambda: 600.0)
+    first = AnalyticsService(store, FakeClock(NOW), PostgresCompanionDirectory(database)).run_schedule(
+        lambda: 600.0
+    )
+    later = AnalyticsService(
+        store, FakeClock(NOW + timedelta(hours=2)), PostgresCompanionDirectory(database)
+    ).run_schedule(lambda: 600.0)
     # Then the first run leaves it active; once 48 hours have passed, the second pauses it
     assert unhealthy not in first.paused
     assert first.resumed_recently >= 1

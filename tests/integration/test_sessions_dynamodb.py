@@ -259,7 +259,7 @@ def test_record_session_writes_the_principals_session_from_a_lambda_event(
         companion = new_companion(database)
     event = {
         "headers": {"mcp-session-id": "abc-123", "mcp-protocol-version": "2025-11-25"},
-        "body": '{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}',
+        "body": '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_memories"}}',
         "isBase64Encoded": False,
     }
 

@@ -1,6 +1,7 @@
 """Memory upkeep on the real PostgreSQL: on any seeded dataset it expires, decays, archives and consolidates
 exactly what the companion's retention says and nothing else (a property test against an independent
-model of the rules), a second run finds nothing left to do, and per-user caps forget the least valuable."""
+model of the rules), a second run finds nothing left to do, and per-user caps (count and bytes) forget the
+least valuable; the companion directory the schedules share tells ids and statuses only."""
 
 import math
 from collections.abc import Iterator, Sequence
@@ -18,12 +19,14 @@ from psycopg.rows import dict_row
 from companion_memory.adapters import aws
 from companion_memory.adapters.dynamodb_sessions import DynamoDbSessionStore
 from companion_memory.adapters.postgres import Database
+from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
 from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger, PostgresUpkeepStore
 from companion_memory.config import AwsSettings
 from companion_memory.domain.upkeep import UpkeepPolicy, UpkeepService
 from companion_memory.models.memory import MemoryType
+from companion_memory.models.schedule import ScheduledCompanion
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
-from companion_memory.models.upkeep import ScheduledCompanion, UpkeepSummary
+from companion_memory.models.upkeep import UpkeepSummary
 from tests.support.clock import FakeClock
 from tests.support.database import app_database
 from tests.support.upkeep import new_companion
@@ -38,22 +41,42 @@ TYPES: tuple[MemoryType, ...] = ("fact", "preference", "experience", "instructio
 
 
 class OnlyCompanions:
-    """The real upkeep store, walking only the given companions (the stack's database holds other tests')."""
+    """The real companion directory, walking only the given companions (the stack's database holds other
+    tests')."""
 
-    def __init__(self, store: PostgresUpkeepStore, ids: Sequence[UUID]) -> None:
-        self._store = store
+    def __init__(self, directory: PostgresCompanionDirectory, ids: Sequence[UUID]) -> None:
+        self._directory = directory
         self._ids = set(ids)
-        self.cursors: dict[str, UUID | None] = {}
 
-    def companions(self, after: UUID | None, limit: int) -> list[ScheduledCompanion]:
-        found: list[ScheduledCompanion] = []
+    def page(self, after: UUID | None, limit: int) -> list[UUID]:
+        found: list[UUID] = []
         while len(found) < limit:
-            page = self._store.companions(after, 1000)
-            found.extend(c for c in page if c.id in self._ids)
+            page = self._directory.page(after, 1000)
+            found.extend(c for c in page if c in self._ids)
             if len(page) < 1000:
                 break
-            after = page[-1].id
+            after = page[-1]
         return found[:limit]
+
+    def load(self, companion_id: UUID) -> ScheduledCompanion | None:
+        return self._directory.load(companion_id)
+
+    def deleted_with_data(self, after: UUID | None, limit: int) -> list[UUID]:
+        found: list[UUID] = []
+        while True:
+            page = self._directory.deleted_with_data(after, 1000)
+            found.extend(c for c in page if c in self._ids)
+            if len(page) < 1000:
+                return found[:limit]
+            after = page[-1]
+
+
+class OwnCursor:
+    """The real upkeep store with the walk's cursor kept here, so tests never move the stack's own."""
+
+    def __init__(self, store: PostgresUpkeepStore) -> None:
+        self._store = store
+        self.cursors: dict[str, UUID | None] = {}
 
     def cursor(self, job: str) -> UUID | None:
         return self.cursors.get(job)
@@ -66,6 +89,12 @@ class OnlyCompanions:
 
     def purge_forgotten(self, cutoff: datetime, max_rows: int) -> int:
         return self._store.purge_forgotten(cutoff, max_rows)
+
+
+def walker(database: Database, companions: Sequence[UUID]) -> tuple[OwnCursor, OnlyCompanions]:
+    return OwnCursor(PostgresUpkeepStore(database)), OnlyCompanions(
+        PostgresCompanionDirectory(database), companions
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +111,7 @@ def sessions(stack: object) -> DynamoDbSessionStore:
 
 def upkeep(database: Database, sessions: DynamoDbSessionStore, companions: Sequence[UUID]) -> UpkeepService:
     return UpkeepService(
-        OnlyCompanions(PostgresUpkeepStore(database), companions),
+        *walker(database, companions),
         sessions,
         PostgresSessionLedger(database),
         FakeClock(NOW),
@@ -252,18 +281,28 @@ def expires(s: Seed, retention: Retention) -> bool:
     return s.state != "forgotten" and (s.expires == "past" or too_old)
 
 
-def rank(row: dict[str, Any]) -> tuple[float, int, float, str]:
-    return (row["importance"], row["reinforcement_count"], -row["created_at"].timestamp(), str(row["id"]))
+def stored_importance(s: Seed, retention: Retention) -> float:
+    """The model's importance after upkeep, as the real column holds it (float32)."""
+    return float(np.float32(expected_importance(s, retention)))
+
+
+def model_rank(memory_id: UUID, s: Seed, retention: Retention) -> tuple[float, int, float, str]:
+    """Which of two duplicates is kept, by the rules: more important (after decay), more reinforced,
+    older, then by id."""
+    created = NOW - s.created_days_ago * DAY
+    return (stored_importance(s, retention), s.reinforcement, -created.timestamp(), str(memory_id))
 
 
 # Boundaries every run checks: importance exactly at the threshold (kept), a duplicate group whose best
-# is not the first stored, a memory exactly max_age old.
+# is not the first stored, a more important instruction as near as a duplicate (never consolidated with the
+# facts: types differ), a memory exactly max_age old.
 @example(
     seeded=[
         Seed("ann", "fact", 1.0, 0.0, None, 0.0, "none", "live", None, 0, 0),
         Seed("ann", "fact", 2.0, 3.0, None, 0.0, "none", "live", 2, 0, 0),
-        Seed("ann", "preference", 4.0, 0.0, 0.0, 0.0, "future", "live", 2, 1, 1),
-        Seed("ann", "experience", 4.0, 0.5, None, 0.0, "none", "live", 2, 2, 3),
+        Seed("ann", "fact", 4.0, 0.0, 0.0, 0.0, "future", "live", 2, 1, 1),
+        Seed("ann", "fact", 4.0, 0.5, None, 0.0, "none", "live", 2, 2, 3),
+        Seed("ann", "instruction", 9.0, 0.0, None, 0.0, "none", "live", 2, 1, 0),
         Seed("bob", "fact", 8.0, 1.0, None, 99.0, "none", "live", 2, 0, 0),
     ],
     retention=Retention(100, 30.0, 1.0),
@@ -301,26 +340,31 @@ def test_upkeep_changes_exactly_what_the_retention_rules_say_and_a_second_run_no
         want = expected_importance(s, retention) if i in live else s.importance
         assert math.isclose(after[i]["importance"], want, rel_tol=1e-5), (s, after[i]["importance"], want)
 
-    # archive: exactly the live ones (not instructions) whose importance is now below the threshold
+    # archive: exactly the live ones (not instructions) whose decayed importance (by the model, not as
+    # read back) is below the threshold
+    seed_of = dict(zip(ids, seeded, strict=True))
     unimportant = {
         i
         for i in live
-        if after[i]["type"] != "instruction" and after[i]["importance"] < retention.archive_below_importance
+        if seed_of[i].type != "instruction"
+        and stored_importance(seed_of[i], retention) < retention.archive_below_importance
     }
     for i in unimportant:
         assert after[i]["archived_at"] == NOW
         assert after[i]["history"] == [("archived", "system:upkeep")]
 
-    # consolidation: among what is still live, each user's memories of one topic keep only the best
-    candidates = [i for i in live - unimportant if before[i]["embedding_model"] == MODEL]
-    groups: dict[tuple[str, int], list[UUID]] = {}
+    # consolidation: among what is still live, each user's memories of one type and one topic (vectors
+    # of one topic are near-duplicates, of two topics far apart) keep only the best by the model's rank;
+    # an instruction is never folded into a fact
+    candidates = [i for i in live - unimportant if seed_of[i].topic is not None]
+    groups: dict[tuple[str, str, int], list[UUID]] = {}
     for i in candidates:
-        s = seeded[ids.index(i)]
+        s = seed_of[i]
         assert s.topic is not None
-        groups.setdefault((s.user, s.topic), []).append(i)
+        groups.setdefault((s.user, s.type, s.topic), []).append(i)
     consolidated: set[UUID] = set()
     for members in groups.values():
-        keeper = max(members, key=lambda i: rank(after[i]))
+        keeper = max(members, key=lambda i: model_rank(i, seed_of[i], retention))
         assert after[keeper]["archived_at"] is None
         assert after[keeper]["history"] == []
         for i in members:
@@ -332,7 +376,7 @@ def test_upkeep_changes_exactly_what_the_retention_rules_say_and_a_second_run_no
             [(kind, target)] = after[i]["links"]
             assert kind == "consolidated_into"
             assert target in members
-            assert rank(after[target]) > rank(after[i])
+            assert model_rank(target, seed_of[target], retention) > model_rank(i, seed_of[i], retention)
 
     # and nothing else changed at all
     untouched = set(ids) - expired - unimportant - consolidated
@@ -380,3 +424,92 @@ def test_a_user_over_the_cap_loses_the_least_valuable_archived_first_instruction
     assert forgotten == {ids[1], ids[2], ids[3]}
     assert all(after[i]["history"] == [("expired", "system:upkeep")] for i in forgotten)
     assert summary.memories_over_cap == 3
+
+
+def test_a_user_over_the_byte_cap_loses_the_least_valuable_until_under_it(
+    database: Database, sessions: DynamoDbSessionStore
+) -> None:
+    # Given a byte cap of 100 and a user holding four memories of 43 bytes each (172 bytes), well under
+    # the count cap; another user holds one
+    config = Retention(None, 180.0, 0.0).config()
+    config["limits"]["max_content_bytes_per_user"] = 100
+    companion = new_companion(database, config)
+    seeded = [
+        Seed("ann", "fact", 1.0, 0.0, None, 0.0, "none", "live", None, 0, 0),
+        Seed("ann", "fact", 2.0, 0.0, None, 0.0, "none", "live", None, 0, 0),
+        Seed("ann", "fact", 3.0, 0.0, None, 0.0, "none", "live", None, 0, 0),
+        Seed("ann", "fact", 4.0, 0.0, None, 0.0, "none", "live", None, 0, 0),
+        Seed("bob", "fact", 1.0, 0.0, None, 0.0, "none", "live", None, 0, 0),
+    ]
+    ids = seed(database, companion, seeded)
+    size = len(f"memory {ids[0]}".encode())
+    assert size == 43
+
+    # When upkeep runs
+    summary = upkeep(database, sessions, [companion]).run(plenty)
+
+    # Then ann's two least important are forgotten (172 - 86 = 86 bytes, under 100), the rest stay
+    after = rows(database, companion)
+    forgotten = {i for i in ids if after[i]["forgotten_at"] is not None}
+    assert forgotten == {ids[0], ids[1]}
+    assert summary.memories_over_cap == 2
+
+
+# --- the companion directory the schedules share (migrations/0012) -----------------------------------------
+
+
+def test_the_walk_across_tenants_tells_ids_and_statuses_only(database: Database) -> None:
+    # Given companions of two tenants / When the app role pages through scheduled_companions
+    new_companion(database, {"personality": {"name": "secret persona"}})
+    with database.transaction() as conn:
+        cursor = conn.execute("SELECT * FROM scheduled_companions(NULL, 5)")
+        columns = [c.name for c in cursor.description or []]
+        # and tries to read what the function's role may no longer read, through a table it cannot see
+        configs = conn.execute("SELECT count(*) FROM companions").fetchone()
+
+    # Then it learns ids and statuses, never an owner or a config
+    assert columns == ["id", "status"]
+    assert configs == (0,)
+
+
+def test_a_companion_is_loaded_in_its_own_context_only(database: Database) -> None:
+    # Given two companions of different owners
+    mine = new_companion(database, {"limits": {"max_memories_per_user": 7}})
+    other = new_companion(database)
+    directory = PostgresCompanionDirectory(database)
+
+    # When each is loaded, each read sees its own row (its owner, status and config)
+    loaded = directory.load(mine)
+    assert loaded is not None
+    assert (loaded.status, loaded.config) == ("active", {"limits": {"max_memories_per_user": 7}})
+    assert loaded.owner_id != (directory.load(other) or loaded).owner_id
+    # and a forged id finds nothing
+    assert directory.load(uuid4()) is None
+
+
+def test_deleted_companions_are_listed_for_their_purge_only_while_they_hold_data(database: Database) -> None:
+    # Given a deleted companion with a relationship row, a deleted one with nothing left, a live one
+    leftover, clean, live = new_companion(database), new_companion(database), new_companion(database)
+    seed(database, leftover, [Seed("ann", "fact", 1.0, 0.0, None, 0.0, "none", "live", None, 0, 0)])
+    seed(database, live, [Seed("ann", "fact", 1.0, 0.0, None, 0.0, "none", "live", None, 0, 0)])
+    for companion in (leftover, clean):
+        with database.transaction(TenantScope(companion_id=companion)) as conn:
+            row = conn.execute("SELECT owner_id FROM companions WHERE id = %s", (companion,)).fetchone()
+        assert row is not None
+        with database.transaction(TenantScope(owner_id=row[0])) as conn:
+            conn.execute("UPDATE companions SET status = 'deleted' WHERE id = %s", (companion,))
+    directory = PostgresCompanionDirectory(database)
+
+    # When the cleanup asks which deleted companions still hold data
+    pending: list[UUID] = []
+    after: UUID | None = None
+    while page := directory.deleted_with_data(after, 1000):
+        pending += page
+        after = page[-1]
+
+    # Then only the deleted one with data is listed, and the walk of live companions skips both deleted
+    assert leftover in pending
+    assert clean not in pending
+    assert live not in pending
+    walked = OnlyCompanions(directory, [leftover, clean, live]).page(None, 10)
+    assert walked == [live]

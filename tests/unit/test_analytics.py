@@ -111,12 +111,19 @@ class FakeAnalyticsStore:
         self.visited.append(scope.companion_id)
         return self.inputs.get(scope.companion_id, healthy_inputs())
 
-    def scheduled_companions(self, after: UUID | None, max_rows: int) -> list[ScheduledCompanion]:
+    # ports.CompanionDirectory: the walk the schedules share, over the same companions
+    def page(self, after: UUID | None, limit: int) -> list[UUID]:
         ordered = sorted(
             (c for c in self.companions.values() if c.status != "deleted"), key=lambda c: c.id.int
         )
-        page = [c for c in ordered if after is None or c.id.int > after.int][:max_rows]
-        return [ScheduledCompanion(c.id, c.owner_id, c.status, dict(c.config)) for c in page]
+        return [c.id for c in ordered if after is None or c.id.int > after.int][:limit]
+
+    def load(self, companion_id: UUID) -> ScheduledCompanion | None:
+        c = self.companions.get(companion_id)
+        return None if c is None else ScheduledCompanion(c.id, c.owner_id, c.status, dict(c.config))
+
+    def deleted_with_data(self, after: UUID | None, limit: int) -> list[UUID]:
+        return []
 
     def pause(self, companion: ScheduledCompanion, audit: AuditEvent) -> bool:
         stored = self.companions[companion.id]
@@ -137,7 +144,7 @@ class FakeAnalyticsStore:
 
 
 def service(store: FakeAnalyticsStore) -> AnalyticsService:
-    return AnalyticsService(store, FakeClock(NOW))
+    return AnalyticsService(store, FakeClock(NOW), store)
 
 
 def store_with(*companions: Companion) -> FakeAnalyticsStore:

@@ -74,9 +74,11 @@ class Sessions:
     def __init__(self) -> None:
         self.visits: list[SessionVisit] = []
 
-    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
+    def touch(
+        self, visit: SessionVisit, before_start: Callable[[SessionRecord | None], None] | None = None
+    ) -> SessionTouch:
         if before_start is not None:
-            before_start()
+            before_start(None)
         self.visits.append(visit)
         record = SessionRecord(
             companion_id=visit.companion_id,
@@ -94,6 +96,9 @@ class Sessions:
         return []
 
     def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        return 0
+
+    def count_user_live(self, companion_id: UUID, user_id: str, now: datetime, up_to: int) -> int:
         return 0
 
     def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
@@ -174,11 +179,30 @@ def test_three_authenticated_invocations_in_a_row_store_and_recall(rig: Rig) -> 
     assert memories[0]["content"] == "Alice collects vinyl records"
 
 
-def test_each_authenticated_request_records_the_callers_session(rig: Rig) -> None:
+def test_each_authenticated_tool_call_records_the_callers_session(rig: Rig) -> None:
     before = len(rig.sessions.visits)
-    rig()
+    rig(tools_call("recall_memories", {"query": "vinyl"}))
     visit = rig.sessions.visits[before]
     assert (visit.companion_id, visit.user_id) == (COMPANION, "alice")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,  # the sample initialize
+        {"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ],
+    ids=["initialize", "tools/list", "notification"],
+)
+def test_requests_that_do_not_use_the_companion_start_or_extend_no_session(rig: Rig, body: object) -> None:
+    # Given requests a client sends while connecting or listing / When served
+    before = len(rig.sessions.visits)
+    response = rig(body)
+
+    # Then they are answered without touching a session (no DynamoDB write, no session slot)
+    assert response["statusCode"] in (200, 202)
+    assert len(rig.sessions.visits) == before
 
 
 def test_a_request_without_a_token_gets_401_with_the_resource_metadata_challenge(rig: Rig) -> None:

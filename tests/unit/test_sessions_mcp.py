@@ -57,13 +57,18 @@ class FailingStore:
     def __init__(self, error: CompanionMemoryError) -> None:
         self.error = error
 
-    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
+    def touch(
+        self, visit: SessionVisit, before_start: Callable[[SessionRecord | None], None] | None = None
+    ) -> SessionTouch:
         raise self.error
 
     def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
         raise self.error
 
     def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
+        raise self.error
+
+    def count_user_live(self, companion_id: UUID, user_id: str, now: datetime, up_to: int) -> int:
         raise self.error
 
     def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
@@ -109,7 +114,7 @@ def counted(name: str) -> float:
 def test_a_modern_request_gives_its_protocol_version_and_client_name_from_meta() -> None:
     hints = session_hints(event(tools_call(MODERN_META)))
 
-    assert hints == SessionHints(protocol_version="2026-07-28", client_name="agent-kit")
+    assert hints == SessionHints(protocol_version="2026-07-28", client_name="agent-kit", method="tools/call")
 
 
 def test_a_legacy_initialize_gives_its_protocol_version_and_client_info() -> None:
@@ -186,6 +191,39 @@ def test_a_first_request_records_a_new_session_and_counts_it_started(log: Record
     assert (record.protocol_version, record.client_name) == ("2026-07-28", "agent-kit")
     assert counted("SessionStarted") == 1
     assert log.lines == []
+
+
+@pytest.mark.parametrize(
+    "method", ["initialize", "tools/list", "resources/list", "ping", "notifications/initialized"]
+)
+def test_a_request_that_does_not_use_the_companion_records_no_session(
+    log: RecordingLogger, method: str
+) -> None:
+    # Given a store that would record anything it is asked to
+    store = FakeSessionStore()
+    service = SessionService(store, FakeSessionLedger(), FakeClock(NOW))
+
+    # When a connecting or listing request arrives (a fresh conversation id each time)
+    message = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"_meta": {"conversation_id": method}}}
+    record = record_session(event(message), COMPANION, "alice", service=service)
+
+    # Then no session is started or extended
+    assert record is None
+    assert store.visits == []
+    assert counted("SessionStarted") == 0
+
+
+@pytest.mark.parametrize("method", ["tools/call", "resources/read", "prompts/get"])
+def test_a_request_that_uses_the_companion_records_its_session(log: RecordingLogger, method: str) -> None:
+    store = FakeSessionStore()
+    service = SessionService(store, FakeSessionLedger(), FakeClock(NOW))
+
+    record = record_session(
+        event({"jsonrpc": "2.0", "id": 1, "method": method}), COMPANION, "alice", service=service
+    )
+
+    assert record is not None
+    assert len(store.visits) == 1
 
 
 def test_a_continued_session_is_not_counted_as_started_again(log: RecordingLogger) -> None:

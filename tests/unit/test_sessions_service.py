@@ -7,7 +7,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from companion_memory.domain.sessions import SessionService
-from companion_memory.errors import TooManySessions, ValidationFailed
+from companion_memory.errors import DependencyUnavailable, TooManySessions, ValidationFailed
+from companion_memory.models.companion_config import Limits
 from companion_memory.models.session import (
     LiveSession,
     SessionKey,
@@ -37,11 +38,13 @@ class FakeSessionStore:
         self.records: dict[tuple[UUID, str, str], SessionRecord] = {}
         self.asked_live_at: list[datetime] = []
 
-    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
+    def touch(
+        self, visit: SessionVisit, before_start: Callable[[SessionRecord | None], None] | None = None
+    ) -> SessionTouch:
         slot = (visit.companion_id, visit.user_id, str(visit.key))
         old = self.records.get(slot)
         if (old is None or not old.is_live(visit.at)) and before_start is not None:
-            before_start()
+            before_start(old)
         self.visits.append(visit)
         if old is not None and old.is_live(visit.at):
             record = old.model_copy(
@@ -80,6 +83,14 @@ class FakeSessionStore:
         live = [r for r in self.records.values() if r.companion_id == companion_id and r.is_live(now)]
         return min(up_to, len(live))
 
+    def count_user_live(self, companion_id: UUID, user_id: str, now: datetime, up_to: int) -> int:
+        live = [
+            r
+            for r in self.records.values()
+            if r.companion_id == companion_id and r.user_id == user_id and r.is_live(now)
+        ]
+        return min(up_to, len(live))
+
     def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
         found = [r for r in self.records.values() if r.companion_id == companion_id and not r.is_live(now)]
         return found[:limit]
@@ -99,23 +110,27 @@ class FakeSessionStore:
 class FakeSessionLedger:
     """session_log and companion_users in memory, with the adapter's exactly-once rule."""
 
-    def __init__(self, limit: int = 1_000) -> None:
+    def __init__(self, limit: int = 1_000, per_user: int = 1_000) -> None:
         self.limit = limit
+        self.per_user = per_user
+        self.limits_read = 0
+        self.fold_fails = False
         self.logged: dict[UUID, SessionRecord] = {}
         self.interactions: dict[tuple[UUID, str], int] = {}
         self.first: dict[tuple[UUID, str], datetime] = {}
         self.last: dict[tuple[UUID, str], datetime] = {}
 
-    def session_limit(self, companion_id: UUID) -> int:
-        return self.limit
+    def session_limits(self, companion_id: UUID) -> Limits:
+        self.limits_read += 1
+        return Limits(max_concurrent_sessions=self.limit, max_sessions_per_user=self.per_user)
 
-    def started(self, companion_id: UUID, user_id: str, at: datetime, ended: SessionRecord | None) -> None:
-        if ended is not None:
-            self.fold(companion_id, [ended])
+    def started(self, companion_id: UUID, user_id: str, at: datetime) -> None:
         self.first.setdefault((companion_id, user_id), at)
         self.last[(companion_id, user_id)] = max(at, self.last.get((companion_id, user_id), at))
 
     def fold(self, companion_id: UUID, sessions: Sequence[SessionRecord]) -> int:
+        if self.fold_fails:
+            raise DependencyUnavailable("The session ledger could not be written")
         folded = 0
         for record in sessions:
             if record.session_id in self.logged:
@@ -293,7 +308,7 @@ def test_a_new_conversation_past_the_companions_limit_is_refused_and_nothing_is_
     ledger.limit = 2
     service = SessionService(store, ledger, clock)
     touch(service, conversation="one")
-    touch(service, conversation="two")
+    service.touch(COMPANION, "bob", None, "two", None, None)
 
     # When a third conversation starts
     with pytest.raises(TooManySessions) as refused:
@@ -359,3 +374,61 @@ def test_the_expired_incarnation_a_restart_replaces_is_folded_once_with_its_requ
     assert ledger.interactions[(COMPANION, "alice")] == 3
     assert ledger.fold(COMPANION, [touched.ended]) == 0
     assert ledger.interactions[(COMPANION, "alice")] == 3
+
+
+def test_a_restart_whose_fold_fails_leaves_the_expired_incarnation_in_place_for_a_retry(
+    store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    # Given a session of two requests that expired, and a ledger that cannot be written just now
+    service = SessionService(store, ledger, clock)
+    first = touch(service)
+    touch(service)
+    clock.current = START + timedelta(minutes=45)
+    ledger.fold_fails = True
+
+    # When its key is used again, the start fails cleanly (retryable) and the old incarnation stays
+    with pytest.raises(DependencyUnavailable):
+        touch(service)
+    [kept] = store.records.values()
+    assert (kept.session_id, kept.request_count) == (first.record.session_id, 2)
+
+    # and once the ledger is back, the retry folds its two requests before replacing it
+    ledger.fold_fails = False
+    touched = touch(service)
+    assert touched.started
+    assert ledger.interactions[(COMPANION, "alice")] == 2
+
+
+def test_one_user_cannot_open_more_conversations_than_the_per_user_limit(
+    store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    # Given a per-user limit of two and a companion with plenty of room
+    ledger.per_user = 2
+    service = SessionService(store, ledger, clock)
+    touch(service, conversation="one")
+    touch(service, conversation="two")
+
+    # When the same user starts a third conversation, it is refused with the per-user limit named
+    with pytest.raises(TooManySessions) as refused:
+        touch(service, conversation="three")
+    assert refused.value.details == {"max_sessions_per_user": 2}
+
+    # while another user still starts one
+    assert service.touch(COMPANION, "bob", None, "one", None, None).started
+
+
+def test_the_limits_are_read_once_per_cache_period_not_per_start(
+    store: FakeSessionStore, ledger: FakeSessionLedger, clock: FakeClock
+) -> None:
+    # Given a service caching limits for 15 s on a monotonic clock that does not move
+    ticks = [100.0]
+    service = SessionService(store, ledger, clock, monotonic=lambda: ticks[0])
+
+    # When three conversations start, then the cache period passes and a fourth starts
+    for name in ("one", "two", "three"):
+        touch(service, conversation=name)
+    ticks[0] += 16
+    touch(service, conversation="four")
+
+    # Then the ledger was asked twice
+    assert ledger.limits_read == 2

@@ -1,5 +1,6 @@
-"""UpkeepService's walk: deadline, resumable cursor, companions another run holds, unreadable configs, and
-how near-duplicate pairs are resolved (the SQL itself runs in tests/integration/test_upkeep_memories.py)."""
+"""UpkeepService's walk: deadline, resumable cursor, companions another run holds, unreadable configs, a
+companion that fails, and how near-duplicate pairs are resolved (the SQL itself runs in
+tests/integration/test_upkeep_memories.py)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,15 +10,16 @@ from uuid import UUID
 import pytest
 
 from companion_memory.domain.upkeep import UpkeepPolicy, UpkeepService
+from companion_memory.errors import DependencyUnavailable
+from companion_memory.models.schedule import ScheduledCompanion
 from companion_memory.models.upkeep import (
     UPKEEP_JOB,
     DedupeMemory,
     DuplicatePair,
     DuplicateScan,
     RetentionRules,
-    ScheduledCompanion,
 )
-from companion_memory.ports import UpkeepStore, UpkeepUnit
+from companion_memory.ports import CompanionDirectory, UpkeepStore, UpkeepUnit
 from tests.support.clock import FakeClock
 from tests.unit.test_sessions_service import FakeSessionLedger, FakeSessionStore
 
@@ -34,13 +36,18 @@ def memory(n: int, importance: float, reinforcement: int = 0) -> DedupeMemory:
 
 
 class FakeUnit:
-    def __init__(self, scans: list[DuplicateScan] | None = None) -> None:
+    def __init__(self, scans: list[DuplicateScan] | None = None, fails: bool = False) -> None:
         self.scans = list(scans or [])
+        self.fails = fails
         self.rules: RetentionRules | None = None
         self.consolidated: list[tuple[UUID, UUID]] = []  # (loser, keeper)
         self.compared: list[UUID] = []
+        self.scan_limits: list[int] = []
 
     def expire(self, rules: RetentionRules, limit: int) -> int:
+        if self.fails:
+            # What the adapter raises for a statement timeout or any other PostgreSQL error of a step
+            raise DependencyUnavailable("The database is unavailable")
         self.rules = rules
         return 1
 
@@ -51,6 +58,7 @@ class FakeUnit:
         return 3
 
     def duplicates(self, rules: RetentionRules, limit: int) -> DuplicateScan:
+        self.scan_limits.append(limit)
         return self.scans.pop(0) if self.scans else DuplicateScan(pairs=[], compared=[])
 
     def consolidate(self, rules: RetentionRules, pair: DuplicatePair, keeper: UUID) -> bool:
@@ -65,22 +73,41 @@ class FakeUnit:
         return 0
 
 
+class FakeDirectory:
+    """Companions across tenants: ids on the walk, each one's row loaded alone."""
+
+    def __init__(
+        self, companions: list[ScheduledCompanion], leftovers: frozenset[UUID] = frozenset()
+    ) -> None:
+        self.all = sorted(companions, key=lambda c: c.id)
+        self.leftovers = set(leftovers)  # deleted companions whose purge is pending
+
+    def page(self, after: UUID | None, limit: int) -> list[UUID]:
+        return [c.id for c in self.all if c.status != "deleted" and (after is None or c.id > after)][:limit]
+
+    def load(self, companion_id: UUID) -> ScheduledCompanion | None:
+        return next((c for c in self.all if c.id == companion_id), None)
+
+    def deleted_with_data(self, after: UUID | None, limit: int) -> list[UUID]:
+        return sorted(i for i in self.leftovers if after is None or i > after)[:limit]
+
+
 class FakeUpkeepStore:
     def __init__(self, companions: list[ScheduledCompanion], locked: frozenset[UUID] = frozenset()) -> None:
-        self.all = sorted(companions, key=lambda c: c.id)
+        self.directory = FakeDirectory(companions)
+        self.all = self.directory.all
         self.locked = locked
         self.cursors: dict[str, UUID | None] = {}
+        self.saved: list[UUID | None] = []
         self.units: dict[UUID, FakeUnit] = {}
         self.visited: list[UUID] = []
-
-    def companions(self, after: UUID | None, limit: int) -> list[ScheduledCompanion]:
-        return [c for c in self.all if after is None or c.id > after][:limit]
 
     def cursor(self, job: str) -> UUID | None:
         return self.cursors.get(job)
 
     def save_cursor(self, job: str, after: UUID | None) -> None:
         self.cursors[job] = after
+        self.saved.append(after)
 
     @contextmanager
     def unit(self, companion_id: UUID) -> Iterator[UpkeepUnit | None]:
@@ -106,9 +133,15 @@ class Countdown:
 
 
 def service(store: FakeUpkeepStore, policy: UpkeepPolicy | None = None) -> UpkeepService:
-    typed: UpkeepStore = store  # the fake must keep to the port
+    typed: UpkeepStore = store  # the fakes must keep to the ports
+    directory: CompanionDirectory = store.directory
     return UpkeepService(
-        typed, FakeSessionStore(), FakeSessionLedger(), FakeClock(NOW), policy or UpkeepPolicy(reserve_s=0)
+        typed,
+        directory,
+        FakeSessionStore(),
+        FakeSessionLedger(),
+        FakeClock(NOW),
+        policy or UpkeepPolicy(reserve_s=0),
     )
 
 
@@ -204,3 +237,73 @@ def test_each_pair_keeps_the_more_valuable_and_an_archived_memory_is_never_kept_
     assert summary.memories_consolidated == 2
     # and none of the paired candidates is marked compared: each is scanned again until it pairs no more
     assert unit.compared == []
+
+
+def test_a_companion_whose_upkeep_fails_is_counted_and_passed_and_the_next_run_goes_on_after_it() -> None:
+    # Given five companions, the second of which fails every time (a statement timeout, say), and a
+    # deadline that leaves room for two companions
+    store = FakeUpkeepStore([companion(n) for n in range(5)])
+    poison = store.all[1].id
+    store.units[poison] = FakeUnit(fails=True)
+    policy = UpkeepPolicy(reserve_s=10)
+
+    # When one run goes until its reserve, and the next has all the time it needs
+    first = service(store, policy).run(Countdown(13))
+    second = service(store, policy).run(lambda: 1e9)
+
+    # Then the first did the first companion, counted the poison one failed and saved the cursor past it;
+    # the second resumed after it and finished the walk
+    assert (first.companions_visited, first.companions_failed) == (1, 1)
+    assert store.saved[:2] == [store.all[0].id, poison]
+    assert second.completed
+    assert (second.companions_visited, second.companions_failed) == (3, 0)
+    assert store.visited == [c.id for c in store.all]
+
+
+def test_the_cursor_is_saved_after_every_companion_so_a_run_that_dies_resumes_there() -> None:
+    # Given a run that dies (the Lambda is killed, say) inside its third companion
+    store = FakeUpkeepStore([companion(n) for n in range(5)])
+    dying = store.all[2].id
+
+    class Killed(BaseException):
+        pass
+
+    class DyingUnit(FakeUnit):
+        def expire(self, rules: RetentionRules, limit: int) -> int:
+            raise Killed
+
+    store.units[dying] = DyingUnit()
+
+    # When it runs
+    with pytest.raises(Killed):
+        service(store).run(lambda: 1e9)
+
+    # Then the cursor names the last companion finished: the next run starts with the one it died in
+    assert store.cursors[UPKEEP_JOB] == store.all[1].id
+
+
+def test_consolidation_scans_small_batches() -> None:
+    # An exact nearest-neighbour search per candidate: batches stay small so one scan stays far below
+    # the statement timeout for a user with ~10^4 vectors
+    store = FakeUpkeepStore([companion(0)])
+    candidates = [memory(n, 1.0).id for n in range(3)]
+    unit = FakeUnit([DuplicateScan(pairs=[], compared=candidates)])
+    store.units[companion(0).id] = unit
+
+    service(store).run(lambda: 1e9)
+
+    assert unit.scan_limits[0] == UpkeepPolicy().dedupe_batch == 50
+
+
+def test_an_unexpected_error_type_is_not_swallowed() -> None:
+    # Only the store errors (CompanionMemoryError) are a companion's failure; a bug stays loud
+    store = FakeUpkeepStore([companion(0)])
+
+    class Broken(FakeUnit):
+        def decay(self, rules: RetentionRules, limit: int) -> int:
+            raise ZeroDivisionError
+
+    store.units[companion(0).id] = Broken()
+
+    with pytest.raises(ZeroDivisionError):
+        service(store).run(lambda: 1e9)

@@ -20,15 +20,17 @@ from companion_memory.models.memory import (
     RelationType,
     StoredMemory,
 )
+from companion_memory.models.schedule import ScheduledCompanion
 from companion_memory.models.session import LiveSession, SessionRecord, SessionTouch, SessionVisit
 from companion_memory.models.tenancy import TenantScope
-from companion_memory.models.upkeep import DuplicatePair, DuplicateScan, RetentionRules, ScheduledCompanion
+from companion_memory.models.upkeep import DuplicatePair, DuplicateScan, RetentionRules
 
 if TYPE_CHECKING:
     # Identity types load the JWT stack; the identity ports below name them only in annotations, so
     # importing the ports costs no function that does not authenticate.
     from companion_memory.auth.keyset import SigningKeySet
     from companion_memory.models.companion import CompanionUserDetail, CompanionVersion
+    from companion_memory.models.companion_config import Limits
     from companion_memory.models.identity import (
         ApiKey,
         AuditEvent,
@@ -307,10 +309,15 @@ class SessionStore(Protocol):
     it still exists (TTL deletion is lazy), so a visit to it starts a new session.
     """
 
-    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
+    def touch(
+        self, visit: SessionVisit, before_start: Callable[[SessionRecord | None], None] | None = None
+    ) -> SessionTouch:
         """Create or refresh the visit's session atomically: concurrent touches never lose a count.
         ``before_start`` runs before a write that would start a session (a new key, or an expired one
-        restarting) and may raise to refuse it: nothing is written then.
+        restarting), given the expired incarnation the start would replace (read consistently; None for a
+        new key): it may raise to refuse the start (nothing is written then), and it is where that
+        incarnation's statistics are folded, before the write that replaces it. The start is conditioned on
+        that very incarnation (or on absence), so an incarnation is never overwritten unread.
         Raises DependencyUnavailable when the store cannot be reached or keeps refusing."""
         ...
 
@@ -321,6 +328,10 @@ class SessionStore(Protocol):
     def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
         """How many of the companion's sessions expire after ``now``, counted up to ``up_to`` (from an
         eventually consistent index: a session started a moment ago may be missing)."""
+        ...
+
+    def count_user_live(self, companion_id: UUID, user_id: str, now: datetime, up_to: int) -> int:
+        """How many of one user's sessions of the companion expire after ``now``, up to ``up_to``."""
         ...
 
     def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
@@ -338,13 +349,14 @@ class SessionLedger(Protocol):
     """What sessions leave in PostgreSQL: the companion's session limit, ``companion_users`` relationship
     statistics, and ``session_log`` (one row per finished session, so each is folded exactly once)."""
 
-    def session_limit(self, companion_id: UUID) -> int:
-        """The companion's ``limits.max_concurrent_sessions``. Raises NotFound for an unknown companion."""
+    def session_limits(self, companion_id: UUID) -> "Limits":
+        """The companion's limits (``max_concurrent_sessions``, ``max_sessions_per_user``); the defaults
+        when its stored config does not parse (logged: a server-side fault, not the caller's). Raises
+        NotFound for an unknown companion."""
         ...
 
-    def started(self, companion_id: UUID, user_id: str, at: datetime, ended: SessionRecord | None) -> None:
-        """A session of ``user_id`` started at ``at`` (first and last interaction), after ``ended`` (the
-        expired incarnation it replaced, folded here if nobody has yet)."""
+    def started(self, companion_id: UUID, user_id: str, at: datetime) -> None:
+        """A session of ``user_id`` started at ``at`` (first and last interaction)."""
         ...
 
     def fold(self, companion_id: UUID, sessions: Sequence[SessionRecord]) -> int:
@@ -354,8 +366,10 @@ class SessionLedger(Protocol):
 
 
 class UpkeepUnit(Protocol):
-    """One companion's memory upkeep, in one transaction under its companion-wide tenant context. Every
-    step is bounded by ``limit`` rows and idempotent: a row it has done no longer matches it."""
+    """One companion's memory upkeep under its companion-wide tenant context, while the run holds the
+    companion's lease. Every step is its own short transaction, bounded by ``limit`` rows and idempotent:
+    a row it has done no longer matches it. A step that fails raises a CompanionMemoryError (what earlier
+    steps committed stays)."""
 
     def expire(self, rules: RetentionRules, limit: int) -> int:
         """Forget (with history 'expired') live memories past their ``expires_at`` or the age limit;
@@ -386,21 +400,38 @@ class UpkeepUnit(Protocol):
 
     def enforce_caps(self, rules: RetentionRules, limit: int) -> int:
         """Forget (history 'expired') the lowest-value memories of each user holding more than
-        ``max_memories_per_user``: archived ones first, instructions last. Answers how many."""
+        ``max_memories_per_user`` memories or ``max_content_bytes_per_user`` bytes, until under both:
+        archived ones first, instructions last. Answers how many."""
+        ...
+
+
+class CompanionDirectory(Protocol):
+    """The companions the schedules walk (the cleanup's upkeep and the analytics schedule share it). The
+    walk across tenants yields ids only; a companion's owner and config are read in its own context."""
+
+    def page(self, after: UUID | None, limit: int) -> list[UUID]:
+        """The next companions that are not deleted, after ``after`` in id order, across every tenant."""
+        ...
+
+    def load(self, companion_id: UUID) -> ScheduledCompanion | None:
+        """The companion's owner, status and stored config, read in its own tenant context (a deleted
+        companion's too: its tombstone, which a pending purge needs); None when there is no such row."""
+        ...
+
+    def deleted_with_data(self, after: UUID | None, limit: int) -> list[UUID]:
+        """Deleted companions whose purge is unfinished (PostgreSQL still holds their users' rows), after
+        ``after`` in id order."""
         ...
 
 
 class UpkeepStore(Protocol):
-    def companions(self, after: UUID | None, limit: int) -> list[ScheduledCompanion]:
-        """The next companions (not deleted) after ``after`` in id order, across every tenant."""
-        ...
-
     def cursor(self, job: str) -> UUID | None: ...
 
     def save_cursor(self, job: str, after: UUID | None) -> None: ...
 
     def unit(self, companion_id: UUID) -> AbstractContextManager[UpkeepUnit | None]:
-        """The companion's upkeep transaction, or None when another run holds it (it is left alone)."""
+        """The companion's upkeep under its lease (taken on entry, released on exit, expiring by itself
+        if the run dies), or None when another run holds the lease (the companion is left to it)."""
         ...
 
     def purge_forgotten(self, cutoff: datetime, max_rows: int) -> int:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import redis
 
     from companion_memory.adapters.postgres import Database
+    from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
     from companion_memory.adapters.postgres_identity import PostgresIdentityStore
     from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger
     from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
@@ -129,7 +130,22 @@ def upkeep_service() -> UpkeepService:
     from companion_memory.domain.upkeep import UpkeepService
 
     sessions = DynamoDbSessionStore(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table)
-    return UpkeepService(PostgresUpkeepStore(database()), sessions, session_ledger(), SystemClock())
+    return UpkeepService(
+        PostgresUpkeepStore(database()),
+        companion_directory(),
+        sessions,
+        session_ledger(),
+        SystemClock(),
+    )
+
+
+@cache
+def companion_directory() -> PostgresCompanionDirectory:
+    """The companions the schedules walk (cleanup upkeep and analytics): ids across tenants, each one's
+    owner and config read in its own context."""
+    from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
+
+    return PostgresCompanionDirectory(database())
 
 
 @cache
@@ -340,7 +356,7 @@ def analytics_service() -> AnalyticsService:
     from companion_memory.adapters.postgres_analytics import PostgresAnalyticsStore
     from companion_memory.domain.analytics import AnalyticsService
 
-    return AnalyticsService(PostgresAnalyticsStore(database()), SystemClock())
+    return AnalyticsService(PostgresAnalyticsStore(database()), SystemClock(), companion_directory())
 
 
 @cache
@@ -449,6 +465,7 @@ _BUILT = (
     session_service,
     session_ledger,
     upkeep_service,
+    companion_directory,
     embedder,
     identity_store,
     signing_keys,

@@ -23,10 +23,12 @@ client_name        S   optional, last one seen
 =================  ==  ===========================================================================
 
 A touch is one UpdateItem in the common case (continuing a live session, conditioned on
-``expires_at > now``). When that condition fails the touch would start a session: the caller's
-``before_start`` runs (the concurrent-session limit), then one UpdateItem conditioned on "absent or
-expired" writes the new incarnation and returns the old one, if any (TTL deletion is lazy, so an item
-may outlive its ``expires_at``). Each step is a conditional write, so racing touches either increment
+``expires_at > now``). When that condition fails the touch would start a session: it reads the item
+consistently (an expired incarnation may still be there: TTL deletion is lazy), the caller's
+``before_start`` runs with that incarnation (the session limits, then folding its statistics into
+PostgreSQL), and only then one UpdateItem writes the new incarnation, conditioned on "absent" or on
+"still that expired incarnation" (``session_id = :old AND expires_at <= :now``): an incarnation is never
+overwritten before it was folded. Each step is a conditional write, so racing touches either increment
 the same incarnation or lose the condition and go round again; none loses a count.
 
 The cleanup schedule finds a companion's expired items on the ``by_companion`` index (``expires_at <=
@@ -90,16 +92,20 @@ class DynamoDbSessionStore:
         self._client = client
         self._table = table_name
 
-    def touch(self, visit: SessionVisit, before_start: Callable[[], None] | None = None) -> SessionTouch:
+    def touch(
+        self, visit: SessionVisit, before_start: Callable[[SessionRecord | None], None] | None = None
+    ) -> SessionTouch:
         for _ in range(_MAX_ROUNDS):
             item = self._continue(visit)
             if item is not None:
                 return SessionTouch(record=_record(item), started=False)
+            current = self._current(visit)
+            ended = None if current is None else _record(current)
+            if ended is not None and ended.is_live(visit.at):
+                continue  # another request started it since: continue that one
             if before_start is not None:
-                before_start()
-            old = self._start(visit)
-            if old is not None:
-                ended = _record(old) if old else None
+                before_start(ended)
+            if self._start(visit, ended):
                 return SessionTouch(record=_started(visit, ended), started=True, ended=ended)
         raise DependencyUnavailable(
             "The session record kept changing under concurrent requests", details={"rounds": _MAX_ROUNDS}
@@ -133,6 +139,32 @@ class DynamoDbSessionStore:
             start = page.get("LastEvaluatedKey")
             if not start:
                 return sessions
+
+    def count_user_live(self, companion_id: UUID, user_id: str, now: datetime, up_to: int) -> int:
+        # The user's own partition, read consistently; expired items wait there for the cleanup, so the
+        # filter (applied after the read) keeps the live ones.
+        counted = 0
+        start: Mapping[str, Any] | None = None
+        while counted < up_to:
+            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
+            with _translated("Query"):
+                page = self._client.query(
+                    TableName=self._table,
+                    KeyConditionExpression="pk = :pk",
+                    FilterExpression="expires_at > :now",
+                    ExpressionAttributeValues={
+                        ":pk": {"S": partition_key(companion_id, user_id)},
+                        ":now": {"N": str(_epoch(now))},
+                    },
+                    Select="COUNT",
+                    ConsistentRead=True,
+                    **paging,
+                )
+            counted += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        return min(counted, up_to)
 
     def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
         # Limit stops the index read at ``up_to`` items: a check against a limit never pays for more.
@@ -235,16 +267,25 @@ class DynamoDbSessionStore:
             values=_continue_values(visit),
         )
 
-    def _start(self, visit: SessionVisit) -> Mapping[str, Any] | None:
-        """The expired incarnation this write replaced ({} when there was none), or None when a live one
-        is there now (another request started it first)."""
-        return self._conditional_update(
-            visit,
-            update=f"{_START}{{optional}}",
-            condition="attribute_not_exists(pk) OR expires_at <= :now",
-            returns="ALL_OLD",
-            values=_common_values(visit),
+    def _current(self, visit: SessionVisit) -> Mapping[str, Any] | None:
+        """The visit's item as it stands (strongly consistent), or None when there is none."""
+        with _translated("GetItem"):
+            response = self._client.get_item(TableName=self._table, Key=_key(visit), ConsistentRead=True)
+        item = response.get("Item")
+        return item or None
+
+    def _start(self, visit: SessionVisit, ended: SessionRecord | None) -> bool:
+        """Write the new incarnation over nothing or over exactly ``ended`` (still expired); False when
+        the item changed since it was read (another request started or replaced it first)."""
+        if ended is None:
+            condition, values = "attribute_not_exists(pk)", _common_values(visit)
+        else:
+            condition = "session_id = :old_session_id AND expires_at <= :now"
+            values = {**_common_values(visit), ":old_session_id": {"S": str(ended.session_id)}}
+        written = self._conditional_update(
+            visit, update=f"{_START}{{optional}}", condition=condition, returns="ALL_OLD", values=values
         )
+        return written is not None
 
     def _conditional_update(
         self,
@@ -258,6 +299,8 @@ class DynamoDbSessionStore:
         """One UpdateItem of the visit's record; None when ``condition`` does not hold, else the item
         ``returns`` names ({} for ALL_OLD when the item did not exist)."""
         optional, optional_values = _optional_fields(visit)
+        # DynamoDB refuses a value no expression uses (a start over nothing compares no expiry).
+        now = {":now": _now(visit)} if ":now" in condition else {}
         try:
             with _translated("UpdateItem"):
                 response = self._client.update_item(
@@ -265,7 +308,7 @@ class DynamoDbSessionStore:
                     Key=_key(visit),
                     UpdateExpression=update.format(optional=optional),
                     ConditionExpression=condition,
-                    ExpressionAttributeValues={**values, **optional_values, ":now": _now(visit)},
+                    ExpressionAttributeValues={**values, **optional_values, **now},
                     ReturnValues=returns,
                 )
         except self._client.exceptions.ConditionalCheckFailedException:

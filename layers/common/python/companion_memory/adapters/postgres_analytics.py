@@ -3,8 +3,8 @@
 Every read runs in the tenant scope the service hands over: a companion with user ``*`` (its users'
 activity, sessions, memories and counters), or, for the leaderboard, an owner with no companion (the
 owner-read policy of activity_hourly, migrations/0010_analytics.sql). The schedule walks tenants through
-``scheduled_companions`` (0009) and then acts in each companion's own scope: nothing here sees across
-tenants.
+the shared companion directory (adapters/postgres_directory.py) and then acts in each companion's own
+scope: nothing here sees across tenants.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -196,13 +196,6 @@ class PostgresAnalyticsStore:
             users_with_memories=int(users["with_memories"]),
             users_near_storage_limit=int(users["near_limit"]),
         )
-
-    def scheduled_companions(self, after: UUID | None, max_rows: int) -> list[ScheduledCompanion]:
-        with self._database.transaction(None, dict_rows=True) as conn:
-            rows = conn.execute(
-                "SELECT id, owner_id, status, config FROM scheduled_companions(%s, %s)", (after, max_rows)
-            ).fetchall()
-        return [ScheduledCompanion(**row) for row in rows]
 
     def pause(self, companion: ScheduledCompanion, audit: AuditEvent) -> bool:
         with self._database.transaction(TenantScope(owner_id=companion.owner_id), dict_rows=True) as conn:

@@ -1,15 +1,17 @@
-"""Sessions' ledger and scheduled memory upkeep on PostgreSQL (migrations/0009).
+"""Sessions' ledger and scheduled memory upkeep on PostgreSQL (migrations/0009, 0012).
 
 Everything runs as the app role under row-level security: a session's ledger in its user's context, a
-companion's upkeep in its companion-wide context (``app.user_id = '*'``). The only cross-tenant reads are
-``scheduled_companions`` (which companions exist, through its own narrow role) and the purge of forgotten
-memories past their grace (``purge_forgotten_memories``, 0003).
+companion's upkeep in its companion-wide context (``app.user_id = '*'``). The only cross-tenant calls are
+the companion directory's (adapters/postgres_directory.py) and the purge of forgotten memories past their
+grace (``purge_forgotten_memories``, 0003).
 
-Two upkeep runs that overlap never work on one companion at once: its transaction starts with
-``pg_try_advisory_xact_lock`` on the companion, and the run that does not get it leaves the companion to
-the one that has it. Every step's rows are picked ``FOR UPDATE SKIP LOCKED`` so a user's own write in
-progress is never waited on (the row is done next run), and each step's predicate excludes what it has
-done, so repeating a step changes nothing.
+Two upkeep runs that overlap never work on one companion at once: a run holds the companion by its row in
+``upkeep_leases`` (taken only when absent or expired, deleted at the end, expiring by itself after
+``lease_s`` when a run dies), and the run that cannot take it leaves the companion to the holder. No
+transaction outlives one step: each step commits on its own, so upkeep never holds row locks (or a pool
+connection) for a whole companion. Every step's rows are picked ``FOR UPDATE SKIP LOCKED`` so a user's own
+write in progress is never waited on (the row is done next run), and each step's predicate excludes what
+it has done, so repeating a step changes nothing.
 """
 
 from collections.abc import Iterator, Sequence
@@ -20,10 +22,9 @@ from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.errors import DependencyUnavailable, NotFound
+from companion_memory.errors import CompanionMemoryError, DependencyUnavailable, NotFound, ValidationFailed
 from companion_memory.models.companion_config import Limits
 from companion_memory.models.session import SessionRecord
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
@@ -33,12 +34,15 @@ from companion_memory.models.upkeep import (
     DuplicatePair,
     DuplicateScan,
     RetentionRules,
-    ScheduledCompanion,
 )
+from companion_memory.observability import logger
 
-# Two int4 halves for pg_try_advisory_xact_lock(int, int): a constant for "upkeep", then the companion's
-# hash. Another job locking companions by hash uses another constant, so the two never collide.
-_LOCK_CLASS = 0x75706B70  # "upkp"
+# A lease outlasts the cleanup function's timeout (120 s), so a live run never loses it; a run that dies
+# frees its companions for the run after the next.
+LEASE_S = 300.0
+# Upkeep's statements scan more than a request's (an exact nearest-neighbour search per candidate, batches
+# of hundreds of rows); each still runs in its own short transaction, under this bound.
+UPKEEP_STATEMENT_TIMEOUT_MS = 30_000
 
 # A memory's history snapshot, as domain.memory.snapshot writes it (no vector; sealed content only as its
 # base64 ciphertext), of the row ``c`` after the change.
@@ -71,22 +75,40 @@ def _statement(template: str) -> sql.Composed:
     return sql.SQL(template).format(history=_HISTORY, live=_LIVE)
 
 
+@contextmanager
+def _ledger_errors() -> Iterator[None]:
+    """A PostgreSQL error at session start or fold is a retryable store failure, never an unhandled one
+    (Database.transaction already turns an unreachable database into DependencyUnavailable)."""
+    try:
+        yield
+    except psycopg.Error as error:
+        logger.warning("Session ledger write failed", extra={"sqlstate": error.sqlstate})
+        raise DependencyUnavailable("The session ledger could not be written") from None
+
+
 class PostgresSessionLedger:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    def session_limit(self, companion_id: UUID) -> int:
+    def session_limits(self, companion_id: UUID) -> Limits:
         # The companion's own context may read its row (0002 companion_self_read).
-        with self._database.transaction(TenantScope(companion_id=companion_id)) as conn:
+        with _ledger_errors(), self._database.transaction(TenantScope(companion_id=companion_id)) as conn:
             row = conn.execute("SELECT config FROM companions WHERE id = %s", (companion_id,)).fetchone()
         if row is None:
             raise NotFound("No such companion")
-        return Limits.of(row[0]).max_concurrent_sessions
+        try:
+            return Limits.of(row[0] or {})
+        except ValidationFailed as error:
+            # The stored config is the server's fault, not the caller's: the defaults hold meanwhile.
+            logger.error(
+                "Stored companion limits do not parse; session limits use the defaults",
+                extra={"companion_id": str(companion_id), "error_details": error.details},
+            )
+            return Limits()
 
-    def started(self, companion_id: UUID, user_id: str, at: datetime, ended: SessionRecord | None) -> None:
-        with self._database.transaction(TenantScope(companion_id=companion_id, user_id=user_id)) as conn:
-            if ended is not None:
-                _fold(conn, companion_id, [ended])
+    def started(self, companion_id: UUID, user_id: str, at: datetime) -> None:
+        scope = TenantScope(companion_id=companion_id, user_id=user_id)
+        with _ledger_errors(), self._database.transaction(scope) as conn:
             conn.execute(
                 """
                 INSERT INTO companion_users AS cu
@@ -102,7 +124,8 @@ class PostgresSessionLedger:
     def fold(self, companion_id: UUID, sessions: Sequence[SessionRecord]) -> int:
         if not sessions:
             return 0
-        with self._database.transaction(TenantScope(companion_id=companion_id, user_id=ALL_USERS)) as conn:
+        scope = TenantScope(companion_id=companion_id, user_id=ALL_USERS)
+        with _ledger_errors(), self._database.transaction(scope) as conn:
             return _fold(conn, companion_id, sessions)
 
 
@@ -154,15 +177,16 @@ def _fold(conn: psycopg.Connection[Any], companion_id: UUID, sessions: Sequence[
 
 
 class PostgresUpkeepStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        lease_s: float = LEASE_S,
+        statement_timeout_ms: int = UPKEEP_STATEMENT_TIMEOUT_MS,
+    ) -> None:
         self._database = database
-
-    def companions(self, after: UUID | None, limit: int) -> list[ScheduledCompanion]:
-        with self._database.transaction() as conn:
-            rows = conn.execute(
-                "SELECT id, owner_id, status, config FROM scheduled_companions(%s, %s)", (after, limit)
-            ).fetchall()
-        return [ScheduledCompanion(id=r[0], owner_id=r[1], status=r[2], config=dict(r[3])) for r in rows]
+        self._lease_s = lease_s
+        self._statement_timeout_ms = statement_timeout_ms
 
     def cursor(self, job: str) -> UUID | None:
         with self._database.transaction() as conn:
@@ -181,12 +205,43 @@ class PostgresUpkeepStore:
 
     @contextmanager
     def unit(self, companion_id: UUID) -> Iterator["PostgresUpkeepUnit | None"]:
-        scope = TenantScope(companion_id=companion_id, user_id=ALL_USERS)
-        with self._database.transaction(scope) as conn:
+        holder = uuid4()
+        if not self._take_lease(companion_id, holder):
+            yield None
+            return
+        try:
+            yield PostgresUpkeepUnit(self._database, companion_id, self._statement_timeout_ms)
+        finally:
+            self._release_lease(companion_id, holder)
+
+    def _take_lease(self, companion_id: UUID, holder: UUID) -> bool:
+        # The database's clock decides expiry, so runs on machines whose clocks differ agree on it.
+        with _step_errors(), self._database.transaction(TenantScope(companion_id=companion_id)) as conn:
             row = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s::int, hashtext(%s))", (_LOCK_CLASS, str(companion_id))
+                """
+                INSERT INTO upkeep_leases AS l (companion_id, holder, until)
+                VALUES (%(companion)s, %(holder)s, now() + make_interval(secs => %(lease_s)s))
+                ON CONFLICT (companion_id) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+                WHERE l.until < now()
+                RETURNING holder
+                """,
+                {"companion": companion_id, "holder": holder, "lease_s": self._lease_s},
             ).fetchone()
-            yield PostgresUpkeepUnit(conn, companion_id) if row is not None and row[0] else None
+        return row is not None
+
+    def _release_lease(self, companion_id: UUID, holder: UUID) -> None:
+        try:
+            with _step_errors(), self._database.transaction(TenantScope(companion_id=companion_id)) as conn:
+                conn.execute(
+                    "DELETE FROM upkeep_leases WHERE companion_id = %s AND holder = %s",
+                    (companion_id, holder),
+                )
+        except CompanionMemoryError as error:
+            # Not released: it expires by itself after lease_s; the companion waits until then.
+            logger.warning(
+                "Upkeep lease not released",
+                extra={"companion_id": str(companion_id), "error_code": error.code},
+            )
 
     def purge_forgotten(self, cutoff: datetime, max_rows: int) -> int:
         with self._database.transaction() as conn:
@@ -196,14 +251,36 @@ class PostgresUpkeepStore:
         return int(row[0])
 
 
+@contextmanager
+def _step_errors() -> Iterator[None]:
+    """Any PostgreSQL error of an upkeep step as a CompanionMemoryError (the walk logs the companion and
+    goes on); an unreachable database or a statement timeout is already DependencyUnavailable."""
+    try:
+        yield
+    except psycopg.Error as error:
+        raise CompanionMemoryError("An upkeep step failed", details={"sqlstate": error.sqlstate}) from None
+
+
 class PostgresUpkeepUnit:
-    def __init__(self, conn: psycopg.Connection[Any], companion_id: UUID) -> None:
-        self._conn = conn
+    def __init__(self, database: Database, companion_id: UUID, statement_timeout_ms: int) -> None:
+        self._database = database
         self._companion_id = companion_id
+        self._statement_timeout_ms = statement_timeout_ms
+
+    @contextmanager
+    def _step(self, *, dict_rows: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """One step's own transaction in the companion-wide context, with upkeep's statement timeout."""
+        scope = TenantScope(companion_id=self._companion_id, user_id=ALL_USERS)
+        with _step_errors(), self._database.transaction(scope, dict_rows=dict_rows) as conn:
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (str(self._statement_timeout_ms),)
+            )
+            yield conn
 
     def _count(self, query: sql.Composed, params: dict[str, Any]) -> int:
-        row = self._conn.execute(query, {"companion": self._companion_id, "actor": UPKEEP_ACTOR, **params})
-        found = row.fetchone()
+        with self._step() as conn:
+            row = conn.execute(query, {"companion": self._companion_id, "actor": UPKEEP_ACTOR, **params})
+            found = row.fetchone()
         return 0 if found is None else int(found[0])
 
     def expire(self, rules: RetentionRules, limit: int) -> int:
@@ -287,10 +364,12 @@ class PostgresUpkeepUnit:
     def duplicates(self, rules: RetentionRules, limit: int) -> DuplicateScan:
         # Exact cosine distance over the user's own rows (the un-cast column matches no HNSW index), the
         # few nearest of each candidate; a pair needs both memories' current vectors of the same model.
-        rows = self._conn.cursor(row_factory=dict_row).execute(
-            _statement("""
+        with self._step(dict_rows=True) as conn:
+            found = conn.execute(
+                _statement("""
             WITH candidates AS (
-                SELECT m.id, m.user_id, m.embedding_model, m.importance, m.reinforcement_count, m.created_at
+                SELECT m.id, m.user_id, m.type, m.embedding_model, m.importance, m.reinforcement_count,
+                       m.created_at
                 FROM memories m
                 WHERE m.companion_id = %(companion)s AND {live}
                   AND (m.deduped_at IS NULL OR m.deduped_at < m.updated_at)
@@ -308,23 +387,23 @@ class PostgresUpkeepUnit:
                 FROM memories o
                 JOIN memory_embeddings oe ON oe.memory_id = o.id AND oe.model = ce.model
                 WHERE o.companion_id = %(companion)s AND o.user_id = c.user_id AND o.id <> c.id
-                  AND o.embedding_model = ce.model
+                  AND o.type = c.type AND o.embedding_model = ce.model
                   AND o.forgotten_at IS NULL AND o.archived_at IS NULL
                   AND (o.expires_at IS NULL OR o.expires_at > %(now)s)
                 ORDER BY oe.embedding <=> ce.embedding
                 LIMIT 5
             ) n ON n.similarity >= %(similarity)s
             """),
-            {
-                "companion": self._companion_id,
-                "now": rules.now,
-                "limit": limit,
-                "similarity": rules.consolidate_similarity,
-            },
-        )
+                {
+                    "companion": self._companion_id,
+                    "now": rules.now,
+                    "limit": limit,
+                    "similarity": rules.consolidate_similarity,
+                },
+            ).fetchall()
         pairs: list[DuplicatePair] = []
         compared: list[UUID] = []
-        for row in rows.fetchall():
+        for row in found:
             if row["id"] not in compared:
                 compared.append(row["id"])
             if row["other_id"] is None:
@@ -381,33 +460,41 @@ class PostgresUpkeepUnit:
 
     def mark_compared(self, rules: RetentionRules, memory_ids: list[UUID]) -> None:
         if memory_ids:
-            self._conn.execute(
-                "UPDATE memories SET deduped_at = %s WHERE id = ANY(%s::uuid[]) AND companion_id = %s",
-                (rules.now, memory_ids, self._companion_id),
-            )
+            with self._step() as conn:
+                conn.execute(
+                    "UPDATE memories SET deduped_at = %s WHERE id = ANY(%s::uuid[]) AND companion_id = %s",
+                    (rules.now, memory_ids, self._companion_id),
+                )
 
     def enforce_caps(self, rules: RetentionRules, limit: int) -> int:
-        # companion_users.memory_count (0007's trigger) counts every memory not forgotten, archived ones
-        # too: they are kept and restorable, so they take quota. Forgetting is what brings a user back
-        # under the cap; the least valuable go first.
+        # companion_users.memory_count and content_bytes (0007's trigger) count every memory not forgotten,
+        # archived ones too: they are kept and restorable, so they take quota. Forgetting is what brings a
+        # user back under both caps; the least valuable go first, until the count surplus is gone and the
+        # bytes freed before a memory already cover the byte surplus.
         return self._count(
             _statement("""
             WITH over AS (
-                SELECT cu.user_id, cu.memory_count - %(cap)s AS surplus
+                SELECT cu.user_id, greatest(cu.memory_count - %(cap)s, 0) AS surplus,
+                       greatest(cu.content_bytes - %(byte_cap)s, 0) AS byte_surplus
                 FROM companion_users cu
-                WHERE cu.companion_id = %(companion)s AND cu.memory_count > %(cap)s
-            ), ranked AS (
-                SELECT m.id, over.surplus,
-                       row_number() OVER (
-                           PARTITION BY m.user_id
-                           ORDER BY (m.archived_at IS NULL), (m.type = 'instruction'), m.importance,
-                                    m.reinforcement_count, coalesce(m.accessed_at, m.created_at), m.id
-                       ) AS position
+                WHERE cu.companion_id = %(companion)s
+                  AND (cu.memory_count > %(cap)s OR cu.content_bytes > %(byte_cap)s)
+            ), ordered AS (
+                SELECT m.id, over.surplus, over.byte_surplus,
+                       memory_stored_bytes(m.content, m.content_sealed) AS bytes,
+                       row_number() OVER w AS position,
+                       sum(memory_stored_bytes(m.content, m.content_sealed)) OVER w AS bytes_through
                 FROM memories m JOIN over ON over.user_id = m.user_id
                 WHERE m.companion_id = %(companion)s AND m.forgotten_at IS NULL
+                WINDOW w AS (
+                    PARTITION BY m.user_id
+                    ORDER BY (m.archived_at IS NULL), (m.type = 'instruction'), m.importance,
+                             m.reinforcement_count, coalesce(m.accessed_at, m.created_at), m.id
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                )
             ), picked AS (
-                SELECT m.id FROM memories m JOIN ranked r ON r.id = m.id
-                WHERE r.position <= r.surplus
+                SELECT m.id FROM memories m JOIN ordered r ON r.id = m.id
+                WHERE r.position <= r.surplus OR r.bytes_through - r.bytes < r.byte_surplus
                 ORDER BY r.position LIMIT %(limit)s
                 FOR UPDATE OF m SKIP LOCKED
             ), changed AS (
@@ -422,6 +509,7 @@ class PostgresUpkeepUnit:
             {
                 "now": rules.now,
                 "cap": rules.max_memories_per_user,
+                "byte_cap": rules.max_content_bytes_per_user,
                 "purge_after": rules.purge_after,
                 "limit": limit,
                 "change": "expired",

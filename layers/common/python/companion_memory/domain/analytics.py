@@ -56,7 +56,7 @@ from companion_memory.models.companion_config import AutoPause, Limits
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 from companion_memory.observability import logger, metrics
-from companion_memory.ports import Clock
+from companion_memory.ports import Clock, CompanionDirectory
 
 STEP: Final[dict[Bucket, timedelta]] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_PERIOD: Final[dict[Bucket, timedelta]] = {"hour": timedelta(days=31), "day": timedelta(days=366)}
@@ -96,10 +96,6 @@ class AnalyticsStore(Protocol):
 
     def health_inputs(self, scope: TenantScope, now: datetime, limits: Limits) -> HealthInputs:
         """Windows end at the start of ``now``'s hour: the last 24 complete hours, the 7 days before them."""
-        ...
-
-    def scheduled_companions(self, after: UUID | None, max_rows: int) -> list[ScheduledCompanion]:
-        """Every tenant's companions that are not deleted, by id after ``after``."""
         ...
 
     def pause(self, companion: ScheduledCompanion, audit: AuditEvent) -> bool:
@@ -240,8 +236,10 @@ def _blocked(i: HealthInputs) -> HealthPart:
 
 
 class AnalyticsService:
-    def __init__(self, store: AnalyticsStore, clock: Clock) -> None:
+    def __init__(self, store: AnalyticsStore, clock: Clock, directory: CompanionDirectory) -> None:
         self._store = store
+        # The walk over companions the cleanup schedule shares: ids across tenants, each one read alone.
+        self._directory = directory
         self._clock = clock
 
     # --- reads (REST) ------------------------------------------------------------------------------------
@@ -325,31 +323,35 @@ class AnalyticsService:
         run = _Run()
         after, last, wrapped = start, start, start is None
         while True:
-            page = self._store.scheduled_companions(after, PAGE)
-            for companion in page:
-                if wrapped and start is not None and companion.id > start:
+            page = self._directory.page(after, PAGE)
+            for companion_id in page:
+                if wrapped and start is not None and companion_id > start:
                     return self._finish(run, last, completed=True)  # round to where this run began
                 if time_left() < RESERVE_S:
                     logger.warning("analytics run stopped early", extra={"companions": run.seen})
                     metrics.add_metric(name="AnalyticsRunIncomplete", unit="Count", value=1)
                     return self._finish(run, last, completed=False)
-                self._visit(companion, run)
-                last = companion.id
+                self._visit(companion_id, run)
+                last = companion_id
             self._store.save_cursor(SCHEDULE_JOB, last)  # a run killed at its timeout loses one page at most
             if len(page) == PAGE:
-                after = page[-1].id
+                after = page[-1]
             elif wrapped:
                 return self._finish(run, last, completed=True)
             else:
                 after, wrapped = None, True  # the end of the list: on to the companions before ``start``
 
-    def _visit(self, companion: ScheduledCompanion, run: "_Run") -> None:
+    def _visit(self, companion_id: UUID, run: "_Run") -> None:
         run.seen += 1
         try:
+            # Its owner and config, read in its own context (never a page of every tenant's configs).
+            companion = self._directory.load(companion_id)
+            if companion is None or companion.status == "deleted":
+                return  # deleted since the page was read
             health = self._scheduled_health(companion)
         except CompanionMemoryError as error:
             logger.warning(
-                "companion not scored", extra={"companion_id": str(companion.id), "code": error.code}
+                "companion not scored", extra={"companion_id": str(companion_id), "code": error.code}
             )
             metrics.add_metric(name="HealthNotScored", unit="Count", value=1)
             return

@@ -1,23 +1,29 @@
 """Scheduled upkeep (the session cleanup schedule): finish expired sessions and keep memories in shape.
 
 One run walks the companions (every one not deleted, in id order, from where the last run stopped) until
-its deadline, and for each one, inside a transaction only one run at a time can hold:
+its deadline. For each one it reads the companion's config in that companion's own context, takes the
+companion's upkeep lease (a second run that overlaps leaves the companion to the holder), and then:
 
 1. finalises its expired sessions: DynamoDB's TTL deletes them lazily (up to days later), so the run
    reads those whose expiry passed, folds their statistics into ``companion_users`` exactly once
    (``session_log``), then deletes each on condition that it is still the same incarnation with the same
-   expiry (a session a request revived in between is left alone);
+   expiry (a session a request revived in between is left alone); no PostgreSQL transaction is open
+   while it talks to DynamoDB;
 2. expires memories past their ``expires_at`` or the companion's ``retention.max_age_days``
    (soft-forget, restorable until the purge);
 3. decays importance by the time since the last decay or recall (instructions never decay);
 4. archives memories whose importance fell below ``retention.archive_below_importance``;
 5. consolidates near-duplicates (cosine at or above ``retention.consolidate_similarity``, one user, one
-   embedding model): the most important (then most reinforced, then oldest) is kept, the others archived
-   and linked ``consolidated_into`` it;
-6. enforces ``limits.max_memories_per_user``: the least valuable surplus is forgotten.
+   type, one embedding model): the most important (then most reinforced, then oldest) is kept, the others
+   archived and linked ``consolidated_into`` it;
+6. enforces ``limits.max_memories_per_user`` and ``max_content_bytes_per_user``: the least valuable
+   surplus is forgotten.
 
-Each step handles a bounded batch, so one companion never holds the run past its deadline; what is left
-is done by the next run. Forgotten memories past their grace are purged first (every tenant, bounded).
+Each step is its own short transaction over a bounded batch, so no user's write waits long on upkeep and
+one companion never holds the run past its deadline; what is left is done by the next run. A companion
+whose upkeep fails (a store error) is logged by id, counted in ``companions_failed``, and passed: the
+cursor is saved after every companion, so no companion can stop the walk for good. Forgotten memories past
+their grace are purged first (every tenant, bounded).
 """
 
 from collections.abc import Callable
@@ -26,16 +32,18 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from companion_memory.domain.memory import MemoryPolicy
-from companion_memory.errors import ValidationFailed
+from companion_memory.errors import CompanionMemoryError, ValidationFailed
 from companion_memory.models.companion_config import CompanionConfig
-from companion_memory.models.upkeep import (
-    UPKEEP_JOB,
-    DuplicatePair,
-    RetentionRules,
-    ScheduledCompanion,
-    UpkeepSummary,
+from companion_memory.models.upkeep import UPKEEP_JOB, DuplicatePair, RetentionRules, UpkeepSummary
+from companion_memory.observability import logger
+from companion_memory.ports import (
+    Clock,
+    CompanionDirectory,
+    SessionLedger,
+    SessionStore,
+    UpkeepStore,
+    UpkeepUnit,
 )
-from companion_memory.ports import Clock, SessionLedger, SessionStore, UpkeepStore, UpkeepUnit
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,10 @@ class UpkeepPolicy:
     companions_per_page: int = 100
     sessions_per_companion: int = 500
     rows_per_step: int = 500
-    consolidation_rounds: int = 8
+    # Consolidation compares each candidate with its user's memories exactly (5 nearest): a user with
+    # ~10^4 vectors costs ~10 ms a candidate, so a round of 50 stays far inside the statement timeout.
+    dedupe_batch: int = 50
+    consolidation_rounds: int = 16
     purge_batch: int = 10_000
     decay_interval: timedelta = timedelta(days=1)
     forget_grace: timedelta = MemoryPolicy.forget_grace
@@ -55,12 +66,14 @@ class UpkeepService:
     def __init__(
         self,
         upkeep: UpkeepStore,
+        directory: CompanionDirectory,
         sessions: SessionStore,
         ledger: SessionLedger,
         clock: Clock,
         policy: UpkeepPolicy | None = None,
     ) -> None:
         self._upkeep = upkeep
+        self._directory = directory
         self._sessions = sessions
         self._ledger = ledger
         self._clock = clock
@@ -73,22 +86,37 @@ class UpkeepService:
         summary = UpkeepSummary(memories_purged=self._upkeep.purge_forgotten(now, policy.purge_batch))
         after = self._upkeep.cursor(UPKEEP_JOB)
         while True:
-            page = self._upkeep.companions(after, policy.companions_per_page)
-            for companion in page:
+            page = self._directory.page(after, policy.companions_per_page)
+            for companion_id in page:
                 if seconds_left() < policy.reserve_s:
-                    self._upkeep.save_cursor(UPKEEP_JOB, after)
                     return summary
-                summary = summary.add(self._companion(companion, now, seconds_left))
-                after = companion.id
+                summary = summary.add(self._guarded(companion_id, now, seconds_left))
+                after = companion_id
+                # Saved after every companion, the failed ones too: a run that dies, or a companion that
+                # fails every time, never holds the walk back.
+                self._upkeep.save_cursor(UPKEEP_JOB, after)
             if len(page) < policy.companions_per_page:
                 # The walk is over: the next run starts from the first companion again.
                 self._upkeep.save_cursor(UPKEEP_JOB, None)
                 return summary.model_copy(update={"completed": True})
-            self._upkeep.save_cursor(UPKEEP_JOB, after)
+
+    def _guarded(self, companion_id: UUID, now: datetime, seconds_left: Callable[[], float]) -> UpkeepSummary:
+        try:
+            return self._companion(companion_id, now, seconds_left)
+        except CompanionMemoryError as error:
+            # The id and the error's code only: details may carry store messages, never content.
+            logger.warning(
+                "Upkeep of a companion failed; the walk goes on",
+                extra={"companion_id": str(companion_id), "error_code": error.code},
+            )
+            return UpkeepSummary(companions_failed=1)
 
     def _companion(
-        self, companion: ScheduledCompanion, now: datetime, seconds_left: Callable[[], float]
+        self, companion_id: UUID, now: datetime, seconds_left: Callable[[], float]
     ) -> UpkeepSummary:
+        companion = self._directory.load(companion_id)
+        if companion is None or companion.status == "deleted":
+            return UpkeepSummary()  # deleted since the page was read: the purge is not upkeep's
         with self._upkeep.unit(companion.id) as unit:
             if unit is None:
                 return UpkeepSummary(companions_skipped=1)
@@ -99,17 +127,23 @@ class UpkeepService:
                 # A stored config this code cannot read: its memories wait rather than being kept by
                 # rules their owner did not set.
                 return summary.model_copy(update={"companions_misconfigured": 1})
-            rules = self._rules(config, now)
-            limit = self._policy.rows_per_step
-            return summary.add(
-                UpkeepSummary(
-                    memories_expired=unit.expire(rules, limit),
-                    memories_decayed=unit.decay(rules, limit),
-                    memories_archived=unit.archive_unimportant(rules, limit),
-                    memories_consolidated=self._consolidate(unit, rules, seconds_left),
-                    memories_over_cap=unit.enforce_caps(rules, limit),
-                )
-            )
+            return summary.add(self._memories(unit, self._rules(config, now), seconds_left))
+
+    def _memories(
+        self, unit: UpkeepUnit, rules: RetentionRules, seconds_left: Callable[[], float]
+    ) -> UpkeepSummary:
+        limit = self._policy.rows_per_step
+        expired = unit.expire(rules, limit)
+        decayed = unit.decay(rules, limit)
+        archived = unit.archive_unimportant(rules, limit)
+        consolidated = self._consolidate(unit, rules, seconds_left)
+        return UpkeepSummary(
+            memories_expired=expired,
+            memories_decayed=decayed,
+            memories_archived=archived,
+            memories_consolidated=consolidated,
+            memories_over_cap=unit.enforce_caps(rules, limit),
+        )
 
     def _finalise_sessions(self, companion_id: UUID, now: datetime) -> UpkeepSummary:
         expired = self._sessions.expired(companion_id, now, self._policy.sessions_per_companion)
@@ -128,7 +162,7 @@ class UpkeepService:
         for _ in range(self._policy.consolidation_rounds):
             if seconds_left() < self._policy.reserve_s / 2:
                 break
-            scan = unit.duplicates(rules, self._policy.rows_per_step)
+            scan = unit.duplicates(rules, self._policy.dedupe_batch)
             if not scan.compared:
                 break
             archived = self._resolve(unit, rules, scan.pairs)
@@ -164,4 +198,5 @@ class UpkeepService:
             archive_below_importance=retention.archive_below_importance,
             consolidate_similarity=retention.consolidate_similarity,
             max_memories_per_user=config.limits.max_memories_per_user,
+            max_content_bytes_per_user=config.limits.max_content_bytes_per_user,
         )

@@ -1,5 +1,9 @@
 """The companion session of an MCP request, read from its Lambda event and recorded after authentication.
 
+Only a request that uses the companion starts or extends its session: a JSON-RPC ``tools/call``,
+``resources/read`` or ``prompts/get``. ``initialize``, the listings, pings and notifications touch no
+session (they cost no DynamoDB write, and a client cannot hold session slots open with them).
+
 Where each part comes from (first found wins):
 
 - legacy session id: the ``Mcp-Session-Id`` header (2025-11-25 clients that keep one);
@@ -41,6 +45,8 @@ SESSION_ID_HEADER = "mcp-session-id"
 PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
 _META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
 _META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+# The JSON-RPC methods that start or extend a companion session.
+SESSION_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class SessionHints:
     conversation: str | None = None
     protocol_version: str | None = None
     client_name: str | None = None
+    # The JSON-RPC method of the request; None when the body is not a JSON-RPC object.
+    method: str | None = None
 
 
 def session_hints(event: dict[str, Any]) -> SessionHints:
@@ -59,7 +67,10 @@ def session_hints(event: dict[str, Any]) -> SessionHints:
     A body that is not a JSON-RPC object gives no hints: the MCP server answers it with its own error.
     """
     headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
-    params = _params(event)
+    message = _message(event)
+    found_params = message.get("params")
+    params: dict[str, Any] = found_params if isinstance(found_params, dict) else {}
+    method = message.get("method")
     found = params.get("_meta")
     meta: dict[str, Any] = found if isinstance(found, dict) else {}
     conversation = meta.get(CONVERSATION_META_KEY, headers.get(CONVERSATION_HEADER))
@@ -76,6 +87,7 @@ def session_hints(event: dict[str, Any]) -> SessionHints:
             params.get("protocolVersion"),
         ),
         client_name=_first_string(_name(meta.get(_META_CLIENT_INFO)), _name(params.get("clientInfo"))),
+        method=method if isinstance(method, str) else None,
     )
 
 
@@ -86,13 +98,16 @@ def record_session(
     *,
     service: SessionService | None = None,
 ) -> SessionRecord | None:
-    """Create or extend the authenticated principal's session for this request.
+    """Create or extend the authenticated principal's session for this request, if its method uses the
+    companion (``SESSION_METHODS``).
 
-    Returns the record, or None when it could not be written (logged and counted, never raised).
-    Raises ValidationFailed for a malformed session or conversation id, TooManySessions for a new
-    conversation past the companion's limit.
+    Returns the record, or None when the request touches no session or the record could not be written
+    (logged and counted, never raised). Raises ValidationFailed for a malformed session or conversation
+    id, TooManySessions for a new conversation past the user's or the companion's limit.
     """
     hints = session_hints(event)
+    if hints.method not in SESSION_METHODS:
+        return None
     sessions = service or wiring.session_service()
     try:
         touched = sessions.touch(
@@ -119,7 +134,8 @@ def record_session(
     return touched.record
 
 
-def _params(event: dict[str, Any]) -> dict[str, Any]:
+def _message(event: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-RPC message of the body; {} for a body that is not one JSON object."""
     body = event.get("body")
     if not body:
         return {}
@@ -128,8 +144,7 @@ def _params(event: dict[str, Any]) -> dict[str, Any]:
         message = json.loads(text)
     except (binascii.Error, ValueError):
         return {}
-    params = message.get("params") if isinstance(message, dict) else None
-    return params if isinstance(params, dict) else {}
+    return message if isinstance(message, dict) else {}
 
 
 def _name(info: object) -> object:

@@ -10,6 +10,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The schedules share one walk over companions (ports.CompanionDirectory) and its model.
+from companion_memory.models.schedule import ScheduledCompanion as ScheduledCompanion
+
 # What a memory request does: the scope it needs (domain.memory_access) and the activity column it counts in.
 Operation = Literal["read", "write", "delete"]
 Bucket = Literal["hour", "day"]
@@ -59,16 +62,6 @@ class HealthInputs:
     blocked_users: int
     users_with_memories: int
     users_near_storage_limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduledCompanion:
-    """A companion as the schedule walks them (``scheduled_companions``)."""
-
-    id: UUID
-    owner_id: UUID
-    status: str
-    config: dict[str, object]
 
 
 # --- the wire ---------------------------------------------------------------------------------------------

@@ -36,7 +36,10 @@ class Limits(_Section):
     max_memories_per_user: int = Field(default=10_000, ge=1, le=1_000_000)
     max_content_bytes_per_user: int = Field(default=10 * 1024 * 1024, ge=1, le=10 * 1024**3)
     # Live sessions (conversations) at once across the companion's users; a new one past it is refused.
-    max_concurrent_sessions: int = Field(default=1_000, ge=1, le=1_000_000)
+    # Soft under concurrency (domain.sessions); at most 10^4, since a start counts up to it on an index.
+    max_concurrent_sessions: int = Field(default=1_000, ge=1, le=10_000)
+    # Live sessions of one user: one user's fresh conversation ids cannot fill the companion's limit.
+    max_sessions_per_user: int = Field(default=5, ge=1, le=1_000)
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "Limits":

@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -10,16 +9,6 @@ from pydantic import BaseModel, ConfigDict
 UPKEEP_ACTOR = "system:upkeep"
 # The schedule_cursors row of the cleanup's walk over the companions (migrations/0009).
 UPKEEP_JOB = "session_cleanup"
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduledCompanion:
-    """A companion a schedule visits (``scheduled_companions``: every one not deleted), with its config."""
-
-    id: UUID
-    owner_id: UUID
-    status: str
-    config: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +27,7 @@ class RetentionRules:
     archive_below_importance: float
     consolidate_similarity: float
     max_memories_per_user: int
+    max_content_bytes_per_user: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +68,11 @@ class UpkeepSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     companions_visited: int = 0
-    # Companions another run was working on (its lock held): left to it.
+    # Companions another run was working on (its lease held): left to it.
     companions_skipped: int = 0
+    # Companions whose upkeep failed part way (a store error; logged with the companion id): what their
+    # steps committed stays, the walk goes on past them, and the next walk tries them again.
+    companions_failed: int = 0
     # Companions whose stored config does not parse: their sessions are finalised, their memories wait.
     companions_misconfigured: int = 0
     sessions_finalised: int = 0
@@ -92,6 +85,10 @@ class UpkeepSummary(BaseModel):
     memories_consolidated: int = 0
     memories_over_cap: int = 0
     memories_purged: int = 0
+    # Deleted companions whose purge the delete left pending ("purge": "pending"), finished by this run,
+    # and those still pending when its time ran out (the next run goes on with them).
+    deleted_companions_purged: int = 0
+    deleted_companions_pending: int = 0
     # True when the walk reached its last companion (the next run starts over), False when the deadline
     # stopped it (the next run resumes after the last companion finished).
     completed: bool = False
