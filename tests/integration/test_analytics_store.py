@@ -15,8 +15,12 @@ import pytest
 from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_activity import PostgresActivityRecorder
 from companion_memory.adapters.postgres_analytics import PostgresAnalyticsStore
+from companion_memory.adapters.postgres_companions import PostgresCompanionStore
 from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
+from companion_memory.adapters.postgres_identity import PostgresIdentityStore
+from companion_memory.auth.principal import Principal
 from companion_memory.domain.analytics import AUTO_PAUSED, AnalyticsService
+from companion_memory.domain.companions import CompanionService
 from companion_memory.models.companion_config import Limits
 from companion_memory.models.tenancy import TenantScope
 from tests.support.clock import FakeClock
@@ -356,13 +360,13 @@ def test_two_overlapping_runs_pause_and_audit_once(
 
 
 def resume(database: Database, owner: UUID, companion: UUID, at: datetime) -> None:
-    """What CompanionService.transition writes when an owner resumes a companion: the audit entry."""
-    with database.transaction(TenantScope(owner_id=owner)) as conn:
-        conn.execute(
-            "INSERT INTO audit_log (owner_id, companion_id, actor, action, target, at) "
-            "VALUES (%s, %s, 'owner', 'companion.resumed', %s, %s)",
-            (owner, companion, str(companion), at),
-        )
+    """The owner pauses and then resumes the companion at ``at``, through the companion lifecycle service."""
+    lifecycle = CompanionService(
+        PostgresCompanionStore(database), PostgresIdentityStore(database), FakeClock(at)
+    )
+    key = Principal(kind="owner", owner_id=owner, scopes=frozenset({"admin"}), key_id=uuid4())
+    lifecycle.transition(key, companion, "pause")
+    lifecycle.transition(key, companion, "resume")
 
 
 def test_last_resumed_is_the_latest_resume_of_that_companion_only(
