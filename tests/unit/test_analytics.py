@@ -69,7 +69,7 @@ def healthy_inputs(**changes: object) -> HealthInputs:
 
 @dataclass
 class FakeAnalyticsStore:
-    """``domain.analytics.AnalyticsStore`` in memory; it keeps the adapter's conditional pause."""
+    """``ports.AnalyticsStore`` in memory; it keeps the adapter's conditional pause."""
 
     companions: dict[UUID, Companion] = field(default_factory=dict)
     inputs: dict[UUID, HealthInputs] = field(default_factory=dict)

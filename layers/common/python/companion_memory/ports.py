@@ -11,7 +11,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from companion_memory.models.analytics import Operation
+from companion_memory.models.analytics import (
+    Bucket,
+    CompanionActivity,
+    HealthInputs,
+    Operation,
+    SeriesRows,
+    UserEngagement,
+)
 from companion_memory.models.memory import (
     Candidate,
     HistoryEntry,
@@ -290,6 +297,43 @@ class ActivityRecorder(Protocol):
     cannot."""
 
     def record(self, scope: TenantScope, operation: Operation, at: datetime) -> None: ...
+
+
+class AnalyticsStore(Protocol):
+    """What analytics reads and the auto-pause schedule writes (``adapters.postgres_analytics``). Each call is
+    one transaction in the scope it is given (a companion with user ``*``, or an owner alone for the
+    leaderboard)."""
+
+    def companion(self, owner_id: UUID, companion_id: UUID) -> "Companion | None": ...
+
+    def series(self, scope: TenantScope, start: datetime, end: datetime, bucket: Bucket) -> SeriesRows: ...
+
+    def engagement(
+        self, scope: TenantScope, start: datetime, end: datetime, limit: int
+    ) -> list[UserEngagement]: ...
+
+    def leaderboard(
+        self, owner_id: UUID, start: datetime, end: datetime, limit: int
+    ) -> list[CompanionActivity]: ...
+
+    def health_inputs(self, scope: TenantScope, now: datetime, limits: "Limits") -> HealthInputs:
+        """Windows end at the start of ``now``'s hour: the last 24 complete hours, the 7 days before them."""
+        ...
+
+    def pause(self, companion: ScheduledCompanion, audit: "AuditEvent") -> bool:
+        """Pause the companion if it is still active, with ``audit`` in the same transaction; False (and
+        nothing written) when it no longer is: two overlapping runs pause and audit once."""
+        ...
+
+    def last_resumed(self, owner_id: UUID, companion_id: UUID) -> datetime | None:
+        """When the companion was last resumed (its latest ``companion.resumed`` audit entry), if ever."""
+        ...
+
+    def cursor(self, job: str) -> UUID | None:
+        """The last companion id the schedule ``job`` passed (``schedule_cursors``), None to start over."""
+        ...
+
+    def save_cursor(self, job: str, after: UUID | None) -> None: ...
 
 
 class RateLimiter(Protocol):

@@ -31,7 +31,7 @@ A companion resumed in the last 48 hours (audit ``companion.resumed``) is scored
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Final
 from uuid import UUID
 
 from companion_memory.auth.grants import SCOPE_ADMIN, SCOPE_MEMORIES_READ
@@ -40,7 +40,6 @@ from companion_memory.errors import CompanionMemoryError, Forbidden, NotFound, V
 from companion_memory.models.analytics import (
     AutoPauseRun,
     Bucket,
-    CompanionActivity,
     Engagement,
     Health,
     HealthInputs,
@@ -50,13 +49,12 @@ from companion_memory.models.analytics import (
     ScheduledCompanion,
     SeriesPoint,
     SeriesRows,
-    UserEngagement,
 )
 from companion_memory.models.companion_config import AutoPause, Limits
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 from companion_memory.observability import logger, metrics
-from companion_memory.ports import Clock, CompanionDirectory
+from companion_memory.ports import AnalyticsStore, Clock, CompanionDirectory
 
 STEP: Final[dict[Bucket, timedelta]] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_PERIOD: Final[dict[Bucket, timedelta]] = {"hour": timedelta(days=31), "day": timedelta(days=366)}
@@ -76,42 +74,6 @@ PAGE: Final = 100
 RESERVE_S: Final = 5.0
 # After an owner resumes a companion, the schedule does not pause it again for this long.
 RESUME_GRACE: Final = timedelta(hours=48)
-
-
-class AnalyticsStore(Protocol):
-    """``adapters.postgres_analytics.PostgresAnalyticsStore``. Each call is one transaction in the scope it
-    is given (a companion with user ``*``, or an owner alone for the leaderboard)."""
-
-    def companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None: ...
-
-    def series(self, scope: TenantScope, start: datetime, end: datetime, bucket: Bucket) -> SeriesRows: ...
-
-    def engagement(
-        self, scope: TenantScope, start: datetime, end: datetime, limit: int
-    ) -> list[UserEngagement]: ...
-
-    def leaderboard(
-        self, owner_id: UUID, start: datetime, end: datetime, limit: int
-    ) -> list[CompanionActivity]: ...
-
-    def health_inputs(self, scope: TenantScope, now: datetime, limits: Limits) -> HealthInputs:
-        """Windows end at the start of ``now``'s hour: the last 24 complete hours, the 7 days before them."""
-        ...
-
-    def pause(self, companion: ScheduledCompanion, audit: AuditEvent) -> bool:
-        """Pause the companion if it is still active, with ``audit`` in the same transaction; False (and
-        nothing written) when it no longer is: two overlapping runs pause and audit once."""
-        ...
-
-    def last_resumed(self, owner_id: UUID, companion_id: UUID) -> datetime | None:
-        """When the companion was last resumed (its latest ``companion.resumed`` audit entry), if ever."""
-        ...
-
-    def cursor(self, job: str) -> UUID | None:
-        """The last companion id the schedule ``job`` passed (``schedule_cursors``), None to start over."""
-        ...
-
-    def save_cursor(self, job: str, after: UUID | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
