@@ -2,6 +2,8 @@
 resume / archive, and a companion's users (relationship, preferences, permissions, block). The rules (version
 bump, which status moves are allowed) are in companion_memory/domain/companions.py."""
 
+import base64
+import binascii
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from companion_memory import wiring
 from companion_memory.auth.principal import principal_from_authorizer_context
 from companion_memory.config import IdentitySettings, settings_for
-from companion_memory.domain.companion_transfer import DEFAULT_EXPORT_PAGE, MAX_EXPORT_PAGE
+from companion_memory.errors import ValidationFailed
 from companion_memory.http.resolver import build_resolver, json_response
 from companion_memory.models.companion import (
     SEMVER,
@@ -26,9 +28,14 @@ from companion_memory.models.companion import (
     CompanionVersionPage,
     PreferencesUpdate,
 )
-from companion_memory.models.companion_export import CompanionImportReport
-from companion_memory.models.erasure import CompanionDeletionReceipt, UserErasureReceipt
+from companion_memory.models.companion_export import (
+    DEFAULT_EXPORT_PAGE,
+    MAX_EXPORT_PAGE,
+    CompanionImportReport,
+)
+from companion_memory.models.erasure import Budget, CompanionDeletionReceipt, UserErasureReceipt
 from companion_memory.models.identity import (
+    USER_ID_PATTERN,
     Companion,
     CompanionCreate,
     CompanionStatus,
@@ -53,8 +60,8 @@ def get_companion(companion_id: UUID) -> Companion:
     return wiring.identity_service().get_companion(principal, companion_id)
 
 
-# The user id a token names (TokenRequest.user_id): no whitespace, not starting with "*".
-UserId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^*\s][^\s]*$")]
+# The user id a token names (TokenRequest.user_id): no whitespace or braces, not starting with "*".
+UserId = Annotated[str, Path(min_length=1, max_length=200, pattern=USER_ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")]
 
@@ -172,10 +179,18 @@ def set_user_permissions(companion_id: UUID, user_id: UserId, request: UserPermi
 @app.delete(
     "/companions/<companion_id>",
     summary="Delete a companion: tombstone, crypto-shred, revoke its keys, purge every store (idempotent)",
+    description=(
+        "200 when every store is purged; 202 with `purge: pending` when the request ran out of time first "
+        "(the cleanup schedule finishes the purge; sending the delete again does too)."
+    ),
 )
-def delete_companion(companion_id: UUID) -> CompanionDeletionReceipt:
+def delete_companion(companion_id: UUID) -> Response[CompanionDeletionReceipt]:
     principal = principal_from_authorizer_context(app.current_event.raw_event)
-    return wiring.erasure_service().delete_companion(principal, companion_id)
+    # The purge stops before the HTTP API gives up on the request (29 s, the function's timeout).
+    context = app.lambda_context
+    budget = Budget(remaining=lambda: context.get_remaining_time_in_millis() / 1000)
+    receipt = wiring.erasure_service().delete_companion(principal, companion_id, budget)
+    return json_response(202 if receipt.purge == "pending" else 200, receipt)
 
 
 @app.delete(
@@ -224,10 +239,20 @@ def export_companion(
 )
 def import_companion() -> Response[CompanionImportReport]:
     principal = principal_from_authorizer_context(app.current_event.raw_event)
-    body = app.current_event.decoded_body or ""
-    raw = body.encode() if isinstance(body, str) else body
-    report = wiring.companion_transfer().import_file(principal, raw)
+    report = wiring.companion_transfer().import_file(principal, _body_bytes(app.current_event.raw_event))
     return json_response(201 if report.created else 200, report)
+
+
+def _body_bytes(event: dict[str, Any]) -> bytes:
+    """The request body as sent: bytes, so the import names what is wrong with them (Powertools'
+    ``decoded_body`` decodes them as UTF-8 itself and fails with a 500 on anything else)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationFailed("the body is not valid base64") from None
+    return body.encode("utf-8", "surrogatepass")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

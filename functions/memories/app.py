@@ -17,9 +17,10 @@ from companion_memory import wiring
 from companion_memory.auth.principal import principal_from_authorizer_context
 from companion_memory.config import MemoriesSettings, settings_for
 from companion_memory.domain.memory_access import Operation
-from companion_memory.domain.memory_import import MAX_EXPORT_PAGE, MAX_IMPORT_BYTES, MAX_IMPORT_LINES
+from companion_memory.domain.memory_import import MAX_IMPORT_BYTES, MAX_IMPORT_LINES
 from companion_memory.http.memories import ERROR_RESPONSES, answers
 from companion_memory.http.resolver import build_resolver, json_response
+from companion_memory.models.identity import USER_ID_PATTERN
 from companion_memory.models.memory import (
     ForgetResult,
     ListFilter,
@@ -33,7 +34,7 @@ from companion_memory.models.memory import (
     Relation,
     StoreResult,
 )
-from companion_memory.models.memory_import import ImportReport, LinkRequest
+from companion_memory.models.memory_import import MAX_EXPORT_PAGE, ImportReport, LinkRequest
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.observability import logger, metrics, tracer
 
@@ -44,7 +45,7 @@ NDJSON = "application/x-ndjson"
 BASE = "/companions/<companion_id>/users/<user_id>/memories"
 CompanionId = Annotated[UUID, Path(description="The companion")]
 UserId = Annotated[
-    str, Path(min_length=1, max_length=200, pattern=r"^[^*\s][^\s]*$", description="The companion's user")
+    str, Path(min_length=1, max_length=200, pattern=USER_ID_PATTERN, description="The companion's user")
 ]
 MemoryId = Annotated[UUID, Path(description="The memory")]
 

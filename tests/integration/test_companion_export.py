@@ -1,11 +1,14 @@
 """Companion export and import (JSON Lines) through the local gateway, with real credentials and stores.
 
 An export is read in small pages (so paging and per-page headers are exercised), each page is imported as
-it comes, and the imported companion is exported again and compared with the source.
+it comes, and the imported companion is exported again and compared with the source: content, metadata,
+importance, times, expiry (none included) and the archived state, near-duplicates and the relation between
+them included.
 """
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -69,6 +72,39 @@ def source(api: httpx.Client) -> dict[str, Any]:
             headers=bearer(token),
         )
         assert link.status_code == 201, link.text
+    # A source may hold near-duplicates (an edit, or a store that was never deduplicated): twice the same
+    # fact, related to each other; an experience whose default lifetime was lifted (no expiry); and an
+    # archived memory. The import must bring each back as it was, not merged or given a lifetime.
+    from companion_memory.models.memory import NewMemory
+    from companion_memory.models.tenancy import TenantScope
+
+    scope = TenantScope(
+        owner_id=uuid.UUID(tenant["owner_id"]), companion_id=uuid.UUID(tenant["companion_id"]), user_id="ana"
+    )
+    service = wiring.memory_service()
+    twins = service.store_many(
+        scope, [NewMemory(content="Ana waters the tomatoes at dawn", importance=6)] * 2, verbatim=True
+    )
+    service.link(scope, twins[0].memory.id, twins[1].memory.id, "related_to", {"why": "twins"})
+    contents["ana"] += [("Ana waters the tomatoes at dawn", "fact", {})] * 2
+    sailed = api.post(
+        memories(tenant, "ben"),
+        json={"content": "Ben sailed to Corsica with his brother", "type": "experience", "importance": 5},
+        headers=bearer(user_token(api, tenant, "ben")),
+    )
+    assert sailed.status_code == 201, sailed.text
+    assert sailed.json()["memory"]["expires_at"] is not None  # the default lifetime of such an experience
+    contents["ben"].append(("Ben sailed to Corsica with his brother", "experience", {}))
+    with psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=5) as conn:
+        # As the app role, in the companion's own tenant context (what the service could have written)
+        for name, value in (("owner_id", tenant["owner_id"]), ("companion_id", tenant["companion_id"])):
+            conn.execute("SELECT set_config(%s, %s, true)", (f"app.{name}", value))
+        conn.execute("SELECT set_config('app.user_id', '*', true)")
+        lifted = conn.execute(
+            "UPDATE memories SET expires_at = NULL WHERE id = %s", (sailed.json()["memory"]["id"],)
+        )
+        archived = conn.execute("UPDATE memories SET archived_at = now() WHERE id = %s", (ids["ben"][2],))
+        assert (lifted.rowcount, archived.rowcount) == (1, 1)
     ana = user_token(api, tenant, "ana")
     forgotten = api.post(
         memories(tenant, "ana"),
@@ -102,15 +138,25 @@ def lines(pages: list[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for page in pages for line in page.splitlines() if line.strip()]
 
 
-def comparable(pages: list[str]) -> tuple[set[Any], set[Any]]:
-    """The memories and relations of an export, without ids (an import gets new ones)."""
+def comparable(pages: list[str]) -> tuple[list[Any], list[Any]]:
+    """The memories and relations of an export, without ids (an import gets new ones), each as often as it
+    comes (near-duplicates count)."""
     items = lines(pages)
     by_id = {item["id"]: item for item in items if item["kind"] == "memory"}
-    memories_seen = {
-        (m["user_id"], m["type"], m["content"], _canonical(m["metadata"]), m["importance"], m["occurred_at"])
+    memories_seen = sorted(
+        (
+            m["user_id"],
+            m["type"],
+            m["content"],
+            _canonical(m["metadata"]),
+            m["importance"],
+            m["occurred_at"],
+            m["expires_at"] or "",
+            m["archived"],
+        )
         for m in by_id.values()
-    }
-    relations_seen = {
+    )
+    relations_seen = sorted(
         (
             r["user_id"],
             by_id[r["source_id"]]["content"],
@@ -120,7 +166,7 @@ def comparable(pages: list[str]) -> tuple[set[Any], set[Any]]:
         )
         for r in items
         if r["kind"] == "relation"
-    }
+    )
     return memories_seen, relations_seen
 
 
@@ -158,7 +204,7 @@ def test_an_export_pages_with_a_header_each_and_never_holds_vectors_or_forgotten
     assert sorted(m["content"] for m in exported) == sorted(
         c for items_ in source["contents"].values() for c, _, _ in items_
     )
-    assert len([item for item in items if item["kind"] == "relation"]) == 2
+    assert len([item for item in items if item["kind"] == "relation"]) == 3
     # And no line carries a vector or the forgotten memory
     assert not [item for item in items if {"embedding", "embeddings", "vector"} & set(item)]
     assert "Oslo" not in "".join(pages)
@@ -179,13 +225,16 @@ def test_an_export_imports_into_a_fresh_companion_with_the_same_memories_and_rel
     assert [a.status_code for a in answers] == [201] + [200] * (len(pages) - 1), [a.text for a in answers]
     target = {a.json()["companion_id"] for a in answers}
     assert len(target) == 1
-    assert sum(a.json()["memories_stored"] for a in answers) == 7
-    assert sum(a.json()["relations_linked"] for a in answers) == 2
+    assert sum(a.json()["memories_stored"] for a in answers) == 10
+    assert sum(a.json()["relations_linked"] for a in answers) == 3
     assert all(a.json()["relations_unresolved"] == [] for a in answers)
     # And the imported companion exports the same memories and relations, and the same config
     (companion_id,) = target
     imported = export_pages(api, receiver, companion_id, limit=1000)
     assert comparable(imported) == comparable(pages)
+    exported = [m for m in lines(imported) if m["kind"] == "memory"]
+    assert sum(m["archived"] for m in exported) == 1
+    assert [m["expires_at"] for m in exported if m["content"].startswith("Ben sailed")] == [None]
     assert (
         json.loads(imported[0].splitlines()[0])["companion"]["config"]
         == json.loads(pages[0].splitlines()[0])["companion"]["config"]
@@ -208,10 +257,10 @@ def test_importing_the_same_export_again_creates_nothing(api: httpx.Client, sour
     assert (report["companion_id"], report["created"]) == (companion_id, False)
     assert (report["memories_stored"], report["memories_already_imported"], report["memories_pending"]) == (
         0,
-        7,
+        10,
         0,
     )
-    assert memory_count(companion_id) == before == 7
+    assert memory_count(companion_id) == before == 10
 
 
 def test_a_malformed_line_is_named_and_nothing_is_written(api: httpx.Client, source: dict[str, Any]) -> None:
@@ -317,9 +366,13 @@ def test_two_imports_of_one_export_at_once_create_one_companion(
     page = export_pages(api, source["owner_key"], source["companion_id"], limit=1000)[0].encode()
     owner, receiver = wiring.identity_service().create_owner("Racing Ltd")
 
-    # When four imports of it run at once
+    # When four imports of it run at once (each connected first, then all released together)
+    start = threading.Barrier(4)
+
     def send(_: int) -> httpx.Response:
         with httpx.Client(base_url=str(api.base_url), timeout=120) as client:
+            client.get("/health")
+            start.wait()
             return client.post("/companions/import", content=page, headers={**bearer(receiver), **NDJSON})
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -333,4 +386,85 @@ def test_two_imports_of_one_export_at_once_create_one_companion(
     with owner_view() as conn:
         companions = conn.execute("SELECT id FROM companions WHERE owner_id = %s", (owner.id,)).fetchall()
     assert len(companions) == 1
-    assert memory_count(str(companions[0][0])) == 7
+    assert memory_count(str(companions[0][0])) == 10
+
+
+def test_an_import_into_a_paused_companion_is_refused(api: httpx.Client, source: dict[str, Any]) -> None:
+    # Given an export imported once, whose companion its owner paused since
+    page = export_pages(api, source["owner_key"], source["companion_id"], limit=1000)[0].encode()
+    _, receiver = wiring.identity_service().create_owner("Paused Receiver Ltd")
+    first = api.post("/companions/import", content=page, headers={**bearer(receiver), **NDJSON})
+    assert first.status_code == 201, first.text
+    companion_id = first.json()["companion_id"]
+    paused = api.post(f"/companions/{companion_id}/pause", headers=bearer(receiver))
+    assert paused.status_code == 200, paused.text
+    before = memory_count(companion_id)
+    # When the export is imported again
+    again = api.post("/companions/import", content=page, headers={**bearer(receiver), **NDJSON})
+    # Then it is refused as a move the companion's status does not allow, and nothing is written
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "illegal_transition"
+    assert again.json()["error"]["details"] == {"status": "paused", "action": "import"}
+    assert memory_count(companion_id) == before
+
+
+def test_a_body_that_is_not_utf8_is_a_clear_400(api: httpx.Client) -> None:
+    _, receiver = wiring.identity_service().create_owner("Latin-1 Ltd")
+    # When the import body is Latin-1 (sent base64-encoded, as the HTTP API sends any binary body)
+    answer = api.post(
+        "/companions/import",
+        content='{"kind": "h\u00e9ader"}\n'.encode("latin-1"),
+        headers={**bearer(receiver), **NDJSON},
+    )
+    # Then the import names the problem instead of failing with a 500
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "validation_failed"
+    assert "UTF-8" in answer.json()["error"]["message"]
+
+
+def test_a_large_export_comes_in_pages_within_the_byte_cap_that_import_as_they_are(
+    api: httpx.Client,
+) -> None:
+    from companion_memory.models.companion_export import MAX_EXPORT_PAGE_BYTES, MAX_TRANSFER_BYTES
+    from companion_memory.models.memory import NewMemory
+    from companion_memory.models.tenancy import TenantScope
+
+    # Given 60 memories and 285 relations between them with 16 KB of metadata each: 5.6 MB in all (short
+    # contents: the size is in what is not embedded, so the test spends its time on the pages)
+    tenant = make_tenant(api, "Large Export Ltd")
+    service = wiring.memory_service()
+    scope = TenantScope(
+        owner_id=uuid.UUID(tenant["owner_id"]), companion_id=uuid.UUID(tenant["companion_id"]), user_id="gia"
+    )
+    ids = [
+        result.memory.id
+        for start in range(0, 60, 20)
+        for result in service.store_many(
+            scope,
+            [
+                NewMemory(content=f"Gia's note {n}", metadata={"pad": "m" * 16_000})
+                for n in range(start, start + 20)
+            ],
+            verbatim=True,
+        )
+    ]
+    for offset in range(1, 6):
+        for source_id, target_id in zip(ids, ids[offset:], strict=False):
+            service.link(scope, source_id, target_id, "related_to", {"pad": "r" * 16_000})
+    # When the owner exports it, 1,000 memories a page
+    pages = export_pages(api, tenant["owner_key"], tenant["companion_id"], limit=1000)
+    # Then it comes in more than one page, none past the cap, every memory once
+    assert len(pages) >= 2
+    assert all(len(page.encode()) <= MAX_EXPORT_PAGE_BYTES <= MAX_TRANSFER_BYTES for page in pages)
+    assert len([m for m in lines(pages) if m["kind"] == "memory"]) == 60
+    assert len([r for r in lines(pages) if r["kind"] == "relation"]) == 285
+    # And each page imports as it is
+    _, receiver = wiring.identity_service().create_owner("Large Receiver Ltd")
+    answers = [
+        api.post("/companions/import", content=page.encode(), headers={**bearer(receiver), **NDJSON})
+        for page in pages
+    ]
+    assert [a.status_code for a in answers] == [201] + [200] * (len(pages) - 1), [a.text for a in answers]
+    assert sum(a.json()["memories_stored"] for a in answers) == 60
+    assert sum(a.json()["relations_linked"] for a in answers) == 285
+    assert all(a.json()["relations_unresolved"] == [] for a in answers)

@@ -11,11 +11,13 @@ user of the same companion and the same user id of another companion are untouch
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,6 +32,7 @@ from companion_memory.adapters.postgres_erasure import (
     RETAINED_TABLES,
     USER_TABLES,
 )
+from companion_memory.models.erasure import Budget, StorePurge
 from localdev.stack import Running
 from tests.support.mcp_client import connect, ok
 from tests.support.rest import bearer, make_tenant, memories, user_token
@@ -420,7 +423,9 @@ def test_a_delete_cut_short_by_an_outage_is_finished_by_the_retry(
         def erase_user(self, owner_id: uuid.UUID, companion_id: uuid.UUID, user_id: str) -> dict[str, int]:
             raise DependencyUnavailable("the rate limiter's store is unavailable")
 
-        def erase_companion(self, owner_id: uuid.UUID, companion_id: uuid.UUID) -> dict[str, int]:
+        def erase_companion(
+            self, owner_id: uuid.UUID, companion_id: uuid.UUID, budget: Budget | None = None
+        ) -> StorePurge:
             raise DependencyUnavailable("the rate limiter's store is unavailable")
 
     companion_id = doomed["companion_id"]
@@ -537,3 +542,202 @@ def test_a_user_id_with_glob_characters_erases_only_its_own_counters(stack: Runn
     finally:
         RedisErasure(client).erase_companion(uuid.uuid4(), companion)
         client.close()
+
+
+def test_a_brace_in_a_user_id_is_refused_at_the_edges_and_never_reaches_another_users_counters(
+    api: httpx.Client, world: dict[str, Any]
+) -> None:
+    from companion_memory.adapters.redis_erasure import RedisErasure
+
+    tenant = world["a"]
+    # Given a user id that would end the Redis hash tag early ("a}:x" reads as user "a" followed by ":x")
+    token = api.post(
+        "/auth/token", json={"user_id": "a}:x", "scopes": ["memories:read"]}, headers=bearer(tenant["key"])
+    )
+    # Then no token names it (a token's user is the only way a user id reaches the rate limiter's keys)
+    assert token.status_code == 400, token.text
+    # And should such a user's counters exist (written before the ids were refused), erasing user "a"
+    # leaves them alone
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5)
+    companion = uuid.uuid4()
+    client.set(f"cm:limits:{{{companion}:a}}:m:1", 1, ex=600)
+    client.set(f"cm:limits:{{{companion}:a}}:x}}:m:1", 1, ex=600)
+    try:
+        removed = RedisErasure(client).erase_user(uuid.uuid4(), companion, "a")
+        assert removed["rate_limit_counters"] == 1
+        assert [key.decode() for key in client.scan_iter(match=f"cm:limits:{{{companion}:*")] == [
+            f"cm:limits:{{{companion}:a}}:x}}:m:1"
+        ]
+    finally:
+        RedisErasure(client).erase_companion(uuid.uuid4(), companion)
+        client.close()
+
+
+def _seed_directly(tenant: dict[str, Any], user_id: str, count: int) -> list[uuid.UUID]:
+    """``count`` memories of one user, related in a chain, through the memory service (no HTTP)."""
+    from companion_memory.models.memory import NewMemory
+    from companion_memory.models.tenancy import TenantScope
+
+    scope = TenantScope(
+        owner_id=uuid.UUID(tenant["owner_id"]),
+        companion_id=uuid.UUID(tenant["companion_id"]),
+        user_id=user_id,
+    )
+    service = wiring.memory_service()
+    stored = service.store_many(
+        scope, [NewMemory(content=f"{user_id} note number {n}") for n in range(count)], verbatim=True
+    )
+    ids = [result.memory.id for result in stored]
+    for source, target in itertools.pairwise(ids):
+        service.link(scope, source, target, "related_to")
+    return ids
+
+
+def test_a_user_is_erased_in_batches_down_to_the_last_row(api: httpx.Client) -> None:
+    from companion_memory.adapters.postgres_erasure import PostgresErasure
+
+    # Given a user with five memories related in a chain, and another user of the same companion
+    tenant = make_tenant(api, "Batched Erasure Ltd")
+    _seed_directly(tenant, "dora", 5)
+    _seed_directly(tenant, "eve", 2)
+    # When dora is erased two memories a transaction
+    removed = PostgresErasure(wiring.database(), batch=2).erase_user(
+        uuid.UUID(tenant["owner_id"]), uuid.UUID(tenant["companion_id"]), "dora"
+    )
+    # Then three batches and a last, empty one removed every row of hers, counted once
+    assert (removed["memories"], removed["memory_relations"], removed["memory_embeddings"]) == (5, 4, 5)
+    assert removed["memory_history"] == 5
+    assert removed["companion_users"] == 1
+    assert postgres_rows_of(tenant["companion_id"], "dora") == {}
+    # And eve keeps her memories and her usage counters
+    with owner_view() as conn:
+        row = conn.execute(
+            "SELECT memory_count FROM companion_users WHERE companion_id = %s AND user_id = 'eve'",
+            (tenant["companion_id"],),
+        ).fetchone()
+    assert row == (2,)
+
+
+def test_a_purge_within_a_budget_stops_unfinished_and_the_next_call_finishes_it(api: httpx.Client) -> None:
+    from companion_memory.adapters.postgres_erasure import PostgresErasure
+
+    # Given a companion with seven memories, and a budget that runs out after three checks
+    tenant = make_tenant(api, "Budget Purge Ltd")
+    _seed_directly(tenant, "finn", 7)
+    owner_id, companion_id = uuid.UUID(tenant["owner_id"]), uuid.UUID(tenant["companion_id"])
+    checks = iter([10.0] * 3 + [0.0] * 1000)
+    store = PostgresErasure(wiring.database(), batch=2)
+    # When the purge runs within the budget
+    first = store.erase_companion(owner_id, companion_id, Budget(remaining=lambda: next(checks)))
+    # Then it stopped with memories left, having removed whole batches only
+    assert first.finished is False
+    assert first.removed["memories"] == 4
+    assert postgres_rows_of(str(companion_id), "finn")["memories"] == 3
+    # When it is called again with no budget (as the cleanup sweep's next run would), it finishes
+    second = store.erase_companion(owner_id, companion_id)
+    assert second.finished is True
+    assert first.removed["memories"] + second.removed["memories"] == 7
+    assert postgres_rows_of(str(companion_id), "finn") == {}
+
+
+def test_a_delete_out_of_time_answers_202_pending_and_the_stores_finish_the_purge(
+    api: httpx.Client, doomed: dict[str, Any]
+) -> None:
+    import base64
+    import importlib.util
+
+    from localdev.template import ROOT
+
+    # Given the companions function, called as Lambda calls it, with no time left in its budget
+    spec = importlib.util.spec_from_file_location(
+        "companions_app_out_of_time", ROOT / "functions/companions/app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class OutOfTime:
+        function_name = "CompanionsFunction"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:CompanionsFunction"
+        aws_request_id = "out-of-time"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 1_000
+
+    companion_id = doomed["companion_id"]
+    event = json.loads((ROOT / "events/companions/delete.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/companions/{companion_id}"
+    event["pathParameters"] = {"companion_id": companion_id}
+    # The authorizer's answer for the owner's key, as the sample event carries it
+    event["requestContext"]["authorizer"]["lambda"]["owner_id"] = doomed["owner_id"]
+    # When the owner deletes the companion
+    response = module.app.resolve(event, OutOfTime())
+    body = response["body"]
+    receipt = json.loads(base64.b64decode(body) if response.get("isBase64Encoded") else body)
+    # Then the companion is tombstoned and shredded at once, and the answer is 202 with the purge pending
+    assert response["statusCode"] == 202, receipt
+    assert (receipt["shredded"], receipt["purge"]) == (True, "pending")
+    assert companion_row(companion_id)["status"] == "deleted"
+    assert any(traces(companion_id, user)["postgres"] for user in doomed["users"])
+    # And each store, called again as the cleanup sweep calls it, finishes the purge
+    for store in wiring.tenant_data_stores():
+        assert store.erase_companion(uuid.UUID(doomed["owner_id"]), uuid.UUID(companion_id)).finished
+    for user_id in doomed["users"]:
+        assert traces(companion_id, user_id) == {"postgres": {}, "redis": [], "dynamodb": []}
+
+
+def test_the_tombstone_version_follows_a_concurrent_major_bump_instead_of_colliding(
+    api: httpx.Client,
+) -> None:
+    import threading
+
+    from companion_memory.models.identity import AuditEvent
+
+    # Given a companion, and an update raising its version to 2.0.0 that holds its row, not yet committed
+    tenant = make_tenant(api, "Racing Versions Ltd")
+    owner_id, companion_id = uuid.UUID(tenant["owner_id"]), uuid.UUID(tenant["companion_id"])
+    bump = psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=5)
+    bump.execute("SELECT set_config('app.owner_id', %s, true)", (str(owner_id),))
+    bump.execute(
+        "UPDATE companions SET config = config || '{\"racing\": true}'::jsonb, version = '2.0.0'"
+        " WHERE id = %s",
+        (companion_id,),
+    )
+    # When the delete's tombstone runs meanwhile (it waits for the row), and the update commits
+    at = datetime.now(UTC)
+    audit = AuditEvent(
+        owner_id=owner_id,
+        companion_id=companion_id,
+        actor="test",
+        action="companion.deleted",
+        target=f"companion:{companion_id}",
+        details={},
+        at=at,
+    )
+    outcome: dict[str, Any] = {}
+
+    def retire() -> None:
+        try:
+            outcome["retired"] = wiring.postgres_erasure().retire_companion(owner_id, companion_id, at, audit)
+        except Exception as error:  # the test reports whatever it was
+            outcome["error"] = error
+
+    racer = threading.Thread(target=retire)
+    racer.start()
+    with psycopg.connect(os.environ["DATABASE_OWNER_URL"], connect_timeout=5, autocommit=True) as watcher:
+        # The tombstone's UPDATE waits for the update's row lock (a transaction id lock, not granted)
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+        ).fetchone()[0]:  # type: ignore[index]
+            racer.join(0.05)
+            assert racer.is_alive(), outcome
+    bump.commit()
+    bump.close()
+    racer.join()
+    # Then the tombstone takes the next major version after the bump's, instead of failing on it
+    assert outcome == {"retired": True}
+    with owner_view() as conn:
+        row = conn.execute("SELECT status, version FROM companions WHERE id = %s", (companion_id,)).fetchone()
+    assert row == ("deleted", "3.0.0")

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from companion_memory.auth.keyset import SigningKeySet
     from companion_memory.models.companion import CompanionUserDetail, CompanionVersion
     from companion_memory.models.companion_config import Limits
+    from companion_memory.models.erasure import Budget, StorePurge
     from companion_memory.models.identity import (
         ApiKey,
         AuditEvent,
@@ -670,4 +671,72 @@ class TenantDataStore(Protocol):
 
     def erase_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> dict[str, int]: ...
 
-    def erase_companion(self, owner_id: UUID, companion_id: UUID) -> dict[str, int]: ...
+    def erase_companion(
+        self, owner_id: UUID, companion_id: UUID, budget: "Budget | None" = None
+    ) -> "StorePurge":
+        """Remove the companion's data in short batches. With a ``budget``, stop before a batch once it is
+        spent and answer ``finished=False``: a later call (the same, or the cleanup schedule's) resumes
+        where this one stopped, as a store is purged in whatever order its batches come."""
+        ...
+
+
+class ErasureLedger(Protocol):
+    """The records around an erasure: the companion's tombstone and the audit events."""
+
+    def retire_companion(self, owner_id: UUID, companion_id: UUID, at: datetime, audit: "AuditEvent") -> bool:
+        """Mark the companion deleted, destroy its wrapped data key, empty its config and revoke its API keys,
+        with ``audit``, in one transaction; False (nothing written) when it was already deleted."""
+        ...
+
+    def record(self, audit: "AuditEvent") -> None: ...
+
+
+class KeyShredder(Protocol):
+    """Forgets a companion's data key (``EnvelopeCipher.shred``: the stored one and this process's cache)."""
+
+    def shred(self, companion_id: UUID) -> None: ...
+
+
+class TransferStore(Protocol):
+    """What companion export and import need beyond the memory service."""
+
+    def users_page(self, owner_id: UUID, companion_id: UUID, after: str | None, limit: int) -> list[str]:
+        """The users with live memories, by user id, strictly after ``after``."""
+        ...
+
+    def relations_page(
+        self, owner_id: UUID, companion_id: UUID, user_id: str, after: UUID | None, limit: int
+    ) -> list[Relation]:
+        """Up to ``limit`` of the user's relations between live memories, by id, strictly after ``after``."""
+        ...
+
+    def imported(self, scope: TenantScope, keys: Sequence[str]) -> dict[str, UUID]:
+        """The memories that completed import keys of the scope's user name."""
+        ...
+
+    def archive(self, scope: TenantScope, memory_ids: Sequence[UUID], at: datetime) -> int:
+        """Archive those of the scope's user's memories that are live and not archived yet (history
+        'archived'); answers how many."""
+        ...
+
+    def import_target(self, owner_id: UUID, source_companion_id: UUID) -> "Companion | None":
+        """The companion (not deleted) the owner imported the source into, if any."""
+        ...
+
+    def claim_target(
+        self, owner_id: UUID, source_companion_id: UUID, now: datetime, stale_before: datetime
+    ) -> bool:
+        """Claim the right to create the source's companion: True when no one holds it (or a claim older than
+        ``stale_before`` was never completed, or its companion was deleted since)."""
+        ...
+
+    def create_target(
+        self, companion: "Companion", audit: "AuditEvent", source_companion_id: UUID, claimed_at: datetime
+    ) -> None:
+        """Create the companion and point the claim made at ``claimed_at`` at it, in one transaction (so a
+        failure leaves neither); Conflict, nothing written, when that claim is no longer this import's."""
+        ...
+
+    def release_target(self, owner_id: UUID, source_companion_id: UUID, claimed_at: datetime) -> None:
+        """Give up the claim made at ``claimed_at``, which created nothing."""
+        ...

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from companion_memory.adapters.postgres import Database
     from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
+    from companion_memory.adapters.postgres_erasure import PostgresErasure
     from companion_memory.adapters.postgres_identity import PostgresIdentityStore
     from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger
     from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
@@ -370,15 +371,22 @@ def memory_importer() -> MemoryImporter:
 
 
 @cache
+def postgres_erasure() -> PostgresErasure:
+    """Erasure in PostgreSQL: a tenant data store, and the ledger of tombstones and erasure audit entries."""
+    from companion_memory.adapters.postgres_erasure import PostgresErasure
+
+    return PostgresErasure(database())
+
+
+@cache
 def tenant_data_stores() -> list[TenantDataStore]:
     """Every store that holds data of a companion's users: erasing a user and deleting a companion reach each
     one (``ports.TenantDataStore``). A store that starts holding user data joins this list."""
     from companion_memory.adapters.dynamodb_erasure import DynamoDbErasure
-    from companion_memory.adapters.postgres_erasure import PostgresErasure
     from companion_memory.adapters.redis_erasure import RedisErasure
 
     return [
-        PostgresErasure(database()),
+        postgres_erasure(),
         RedisErasure(redis_connection()),
         DynamoDbErasure(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table),
     ]
@@ -388,13 +396,10 @@ def tenant_data_stores() -> list[TenantDataStore]:
 def erasure_service() -> ErasureService:
     """User erasure and companion deletion (tombstone, crypto-shred, purge of every tenant data store)."""
     from companion_memory.adapters.clock import SystemClock
-    from companion_memory.adapters.postgres_erasure import PostgresErasure
     from companion_memory.domain.erasure import ErasureService
 
     shredder = content_cipher() if settings_for(KmsSettings).kms_key_id is not None else None
-    return ErasureService(
-        identity_store(), PostgresErasure(database()), tenant_data_stores(), SystemClock(), shredder
-    )
+    return ErasureService(identity_store(), postgres_erasure(), tenant_data_stores(), SystemClock(), shredder)
 
 
 @cache
@@ -480,6 +485,7 @@ _BUILT = (
     analytics_service,
     memory_importer,
     mcp_services,
+    postgres_erasure,
     tenant_data_stores,
     erasure_service,
     companion_transfer,

@@ -3,11 +3,14 @@
 A user's items share one partition (``COMPANION#<id>#USER#<user>``): one paged Query finds them all. A
 companion's items are found through the ``by_companion`` index (keys only, every expiry); the index is
 eventually consistent, so an item written a moment before the delete may be missed by one run and is
-found by the next (a repeated delete is the documented way to finish a purge). Deletes go in
-BatchWriteItem requests of 25, with unprocessed items sent again a bounded number of times.
+found by the next (a repeated delete, or the cleanup schedule's sweep, finishes a purge). Deletes go in
+BatchWriteItem requests of 25, with unprocessed items sent again a bounded number of times after a growing,
+jittered pause (DynamoDB hands them back when the table is throttling: sending them at once fails again).
 """
 
-from collections.abc import Iterator, Mapping
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -16,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from companion_memory.adapters.dynamodb_sessions import BY_COMPANION_INDEX, partition_key
 from companion_memory.errors import DependencyUnavailable
+from companion_memory.models.erasure import Budget, StorePurge
 from companion_memory.observability import logger
 
 if TYPE_CHECKING:
@@ -23,6 +27,10 @@ if TYPE_CHECKING:
 
 _BATCH = 25
 _MAX_ATTEMPTS = 5
+# Pause before resending unprocessed items: up to 100 ms, doubling per attempt, at most 1 s, full jitter
+# (AWS's advice); five attempts wait 1.5 s at most in all.
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 1.0
 _SESSION_PREFIX = "SESSION#"
 
 
@@ -31,9 +39,18 @@ class DynamoDbErasure:
 
     name = "dynamodb"
 
-    def __init__(self, client: "DynamoDBClient", table_name: str) -> None:
+    def __init__(
+        self,
+        client: "DynamoDBClient",
+        table_name: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float], float] = lambda top: random.uniform(0, top),  # noqa: S311 (not a secret)
+    ) -> None:
         self._client = client
         self._table = table_name
+        self._sleep = sleep
+        self._jitter = jitter
 
     def erase_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> dict[str, int]:
         keys = self._query(
@@ -42,9 +59,9 @@ class DynamoDbErasure:
             ProjectionExpression="pk, sk",
             ConsistentRead=True,
         )
-        return self._delete(keys)
+        return self._delete(keys, None).removed
 
-    def erase_companion(self, owner_id: UUID, companion_id: UUID) -> dict[str, int]:
+    def erase_companion(self, owner_id: UUID, companion_id: UUID, budget: Budget | None = None) -> StorePurge:
         keys = self._query(
             IndexName=BY_COMPANION_INDEX,
             KeyConditionExpression="companion_id = :companion",
@@ -52,7 +69,7 @@ class DynamoDbErasure:
         )
         # The index holds only items that carry companion_id; stay inside the companion's partitions.
         prefix = partition_key(companion_id, "")
-        return self._delete([key for key in keys if key["pk"]["S"].startswith(prefix)])
+        return self._delete([key for key in keys if key["pk"]["S"].startswith(prefix)], budget)
 
     def _query(self, **query: Any) -> list[dict[str, Any]]:
         keys: list[dict[str, Any]] = []
@@ -66,20 +83,31 @@ class DynamoDbErasure:
             if not start:
                 return keys
 
-    def _delete(self, keys: list[dict[str, Any]]) -> dict[str, int]:
+    def _delete(self, keys: list[dict[str, Any]], budget: Budget | None) -> StorePurge:
+        """Delete in batches; with a budget, stop before a batch once it is spent (the next call's read
+        finds the items left)."""
         # Two sessions' keys may come twice from a paged index read; a batch refuses duplicates.
         unique = list({(key["pk"]["S"], key["sk"]["S"]): key for key in keys}.values())
+        done: list[dict[str, Any]] = []
+        finished = True
         for start in range(0, len(unique), _BATCH):
-            self._write_batch([{"DeleteRequest": {"Key": key}} for key in unique[start : start + _BATCH]])
-        sessions = sum(key["sk"]["S"].startswith(_SESSION_PREFIX) for key in unique)
+            if budget is not None and budget.spent():
+                finished = False
+                break
+            batch = unique[start : start + _BATCH]
+            self._write_batch([{"DeleteRequest": {"Key": key}} for key in batch])
+            done.extend(batch)
+        sessions = sum(key["sk"]["S"].startswith(_SESSION_PREFIX) for key in done)
         removed = {"sessions": sessions}
-        if len(unique) > sessions:
-            removed["other_items"] = len(unique) - sessions
-        return removed
+        if len(done) > sessions:
+            removed["other_items"] = len(done) - sessions
+        return StorePurge(removed, finished=finished)
 
     def _write_batch(self, requests: list[dict[str, Any]]) -> None:
         pending: list[Any] = requests
-        for _ in range(_MAX_ATTEMPTS):
+        for attempt in range(_MAX_ATTEMPTS):
+            if attempt:
+                self._sleep(self._jitter(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
             with _translated("BatchWriteItem"):
                 answer = self._client.batch_write_item(RequestItems={self._table: pending})
             pending = list(answer.get("UnprocessedItems", {}).get(self._table, []))

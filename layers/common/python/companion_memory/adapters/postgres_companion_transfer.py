@@ -1,4 +1,5 @@
-"""``domain.companion_transfer.TransferStore`` on PostgreSQL, as the app role under row-level security.
+# ruff: noqa: S608  (f-strings splice only the constant column list and history snapshot; values are parameters)
+"""``ports.TransferStore`` on PostgreSQL, as the app role under row-level security.
 
 Reads run in the companion-wide scope of the owner (``user_id = '*'``) or in one user's scope; the import
 mapping (``companion_imports``, migration 0011) is visible only in its owner's scope.
@@ -8,9 +9,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
+
 from companion_memory.adapters.postgres import Database
+from companion_memory.adapters.postgres_erasure import insert_audit
+from companion_memory.adapters.postgres_upkeep import _SNAPSHOT as MEMORY_SNAPSHOT
+from companion_memory.errors import Conflict
+from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.memory import Relation
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
+
+_COMPANION_COLUMNS = "id, owner_id, name, config, isolation_level, status, version, created_at, updated_at"
 
 
 class PostgresTransferStore:
@@ -27,7 +36,9 @@ class PostgresTransferStore:
             ).fetchall()
         return [str(row[0]) for row in rows]
 
-    def relations(self, owner_id: UUID, companion_id: UUID, user_id: str) -> list[Relation]:
+    def relations_page(
+        self, owner_id: UUID, companion_id: UUID, user_id: str, after: UUID | None, limit: int
+    ) -> list[Relation]:
         scope = TenantScope(owner_id=owner_id, companion_id=companion_id, user_id=user_id)
         with self._database.transaction(scope) as conn:
             rows = conn.execute(
@@ -35,8 +46,9 @@ class PostgresTransferStore:
                 " FROM memory_relations r"
                 " JOIN memories s ON s.id = r.source_id AND s.forgotten_at IS NULL"
                 " JOIN memories t ON t.id = r.target_id AND t.forgotten_at IS NULL"
-                " WHERE r.companion_id = %s AND r.user_id = %s ORDER BY r.created_at, r.id",
-                (companion_id, user_id),
+                " WHERE r.companion_id = %s AND r.user_id = %s AND (%s::uuid IS NULL OR r.id > %s)"
+                " ORDER BY r.id LIMIT %s",
+                (companion_id, user_id, after, after, limit),
             ).fetchall()
         return [
             Relation(id=i, source_id=s, target_id=t, type=kind, metadata=metadata, created_at=at)
@@ -52,21 +64,42 @@ class PostgresTransferStore:
             ).fetchall()
         return {str(key): memory_id for key, memory_id in rows}
 
-    def import_target(self, owner_id: UUID, source_companion_id: UUID) -> UUID | None:
-        with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
+    def archive(self, scope: TenantScope, memory_ids: Sequence[UUID], at: datetime) -> int:
+        if not memory_ids:
+            return 0
+        with self._database.transaction(scope) as conn:
             row = conn.execute(
-                "SELECT i.companion_id FROM companion_imports i JOIN companions c ON c.id = i.companion_id"
+                "WITH changed AS ("
+                "  UPDATE memories m SET archived_at = %(at)s, updated_at = %(at)s, version = m.version + 1"
+                "  WHERE m.companion_id = %(companion)s AND m.user_id = %(user)s AND m.id = ANY(%(ids)s)"
+                "    AND m.archived_at IS NULL AND m.forgotten_at IS NULL"
+                "  RETURNING m.*"
+                "), logged AS ("
+                "  INSERT INTO memory_history"
+                "    (id, memory_id, companion_id, user_id, version, change, snapshot, actor, at)"
+                f"  SELECT gen_random_uuid(), c.id, c.companion_id, c.user_id, c.version, 'archived',"
+                f"         {MEMORY_SNAPSHOT}, c.user_id, %(at)s FROM changed c RETURNING 1"
+                ") SELECT count(*) FROM logged",
+                {"at": at, "companion": scope.companion_id, "user": scope.user_id, "ids": list(memory_ids)},
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def import_target(self, owner_id: UUID, source_companion_id: UUID) -> Companion | None:
+        with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(f'c.{name}' for name in _COMPANION_COLUMNS.split(', '))}"
+                " FROM companion_imports i JOIN companions c ON c.id = i.companion_id"
                 " WHERE i.owner_id = %s AND i.source_companion_id = %s AND c.status <> 'deleted'",
                 (owner_id, source_companion_id),
             ).fetchone()
-        return None if row is None else row[0]
+        return None if row is None else Companion.model_validate(row)
 
     def claim_target(
         self, owner_id: UUID, source_companion_id: UUID, now: datetime, stale_before: datetime
     ) -> bool:
         with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
-            # New, or taken over: a claim whose import died (never completed, older than the lease), or a
-            # target that was deleted since.
+            # New, or taken over: a claim whose import died before creating anything (never completed,
+            # older than the lease), or a target that was deleted since.
             claimed = conn.execute(
                 "INSERT INTO companion_imports AS i (owner_id, source_companion_id, claimed_at)"
                 " VALUES (%s, %s, %s) ON CONFLICT (owner_id, source_companion_id) DO UPDATE"
@@ -79,19 +112,50 @@ class PostgresTransferStore:
             ).fetchone()
         return claimed is not None
 
-    def release_target(self, owner_id: UUID, source_companion_id: UUID) -> None:
+    def create_target(
+        self, companion: Companion, audit: AuditEvent, source_companion_id: UUID, claimed_at: datetime
+    ) -> None:
+        with self._database.transaction(TenantScope(owner_id=companion.owner_id)) as conn:
+            # The claim first: it is this import's only while nobody took it over (claimed_at is the claim's
+            # own); the row lock it takes keeps it so until the companion is in.
+            mine = conn.execute(
+                "UPDATE companion_imports SET companion_id = NULL"
+                " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL"
+                " AND claimed_at = %s RETURNING 1",
+                (companion.owner_id, source_companion_id, claimed_at),
+            ).fetchone()
+            if mine is None:
+                raise Conflict(
+                    "Another import of this export took over its companion; send this one again",
+                    details={"reason": "import_in_progress"},
+                )
+            conn.execute(
+                f"INSERT INTO companions ({_COMPANION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    companion.id,
+                    companion.owner_id,
+                    companion.name,
+                    Jsonb(companion.config),
+                    companion.isolation_level,
+                    companion.status,
+                    companion.version,
+                    companion.created_at,
+                    companion.updated_at,
+                ),
+            )
+            conn.execute(
+                "UPDATE companion_imports SET companion_id = %s"
+                " WHERE owner_id = %s AND source_companion_id = %s",
+                (companion.id, companion.owner_id, source_companion_id),
+            )
+            insert_audit(conn, audit)
+
+    def release_target(self, owner_id: UUID, source_companion_id: UUID, claimed_at: datetime) -> None:
         with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
             # The app role may not delete the row: an uncompleted claim made stale is free for the next one.
             conn.execute(
                 "UPDATE companion_imports SET claimed_at = '-infinity'"
-                " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL",
-                (owner_id, source_companion_id),
-            )
-
-    def complete_target(self, owner_id: UUID, source_companion_id: UUID, companion_id: UUID) -> None:
-        with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:
-            conn.execute(
-                "UPDATE companion_imports SET companion_id = %s"
-                " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL",
-                (companion_id, owner_id, source_companion_id),
+                " WHERE owner_id = %s AND source_companion_id = %s AND companion_id IS NULL"
+                " AND claimed_at = %s",
+                (owner_id, source_companion_id, claimed_at),
             )

@@ -5,15 +5,20 @@ the user's exact hash tag, a companion's with the tag's companion part; ids are 
 holding ``*`` or ``?`` matches only itself. SCAN walks every node through the client (a cluster client scans
 each), and keys are unlinked one command each through a pipeline, so keys of different slots never meet in
 one command. Redis holds no other data of a user (DESIGN.md §3: never the only copy of anything).
+
+A user's pattern ``{<companion>:a}:*`` would also match the keys of a user ``a}:x``: every edge refuses ``{``
+and ``}`` in user ids (models/identity.py ``USER_ID_PATTERN``), and a key SCAN finds for a user is unlinked
+only when its hash tag is exactly that user's, whatever ids older data holds.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from uuid import UUID
 
 import redis
 
 from companion_memory.errors import DependencyUnavailable
+from companion_memory.models.erasure import Budget, StorePurge
 from companion_memory.observability import logger
 
 # RedisRateLimiter's default key prefix (adapters/redis_limits.py).
@@ -36,26 +41,37 @@ class RedisErasure:
         self._prefix = prefix
 
     def erase_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> dict[str, int]:
-        tag = _glob_escape(f"{companion_id}:{user_id}")
-        return self._unlink(f"{self._prefix}:{{{tag}}}:*")
+        tag = f"{companion_id}:{user_id}"
+        head = f"{self._prefix}:{{{tag}}}"
+        # <head>:<m|d>:<window>; the window (a number) holds no ":", so the head is all before the last two.
+        return self._unlink(
+            f"{self._prefix}:{{{_glob_escape(tag)}}}:*", None, lambda key: key.rsplit(":", 2)[0] == head
+        ).removed
 
-    def erase_companion(self, owner_id: UUID, companion_id: UUID) -> dict[str, int]:
-        return self._unlink(f"{self._prefix}:{{{companion_id}:*")
+    def erase_companion(self, owner_id: UUID, companion_id: UUID, budget: Budget | None = None) -> StorePurge:
+        return self._unlink(f"{self._prefix}:{{{companion_id}:*", budget, lambda key: True)
 
-    def _unlink(self, pattern: str) -> dict[str, int]:
+    def _unlink(self, pattern: str, budget: Budget | None, mine: Callable[[str], bool]) -> StorePurge:
+        """Unlink what SCAN finds, a batch at a time; with a budget, stop before a batch once it is spent
+        (the keys left are found by the next call's SCAN)."""
         removed = dict.fromkeys(_KINDS.values(), 0)
         try:
             batch: list[str] = []
             for key in self._client.scan_iter(match=pattern, count=_SCAN_COUNT):
-                batch.append(key.decode() if isinstance(key, bytes) else str(key))
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                if not mine(name):
+                    continue
+                batch.append(name)
                 if len(batch) >= _SCAN_COUNT:
+                    if budget is not None and budget.spent():
+                        return StorePurge(removed, finished=False)
                     self._count(removed, self._unlink_batch(batch))
                     batch = []
             self._count(removed, self._unlink_batch(batch))
         except redis.RedisError as error:
             logger.warning("Redis unavailable for erasure", extra={"error": type(error).__name__})
             raise DependencyUnavailable("the rate limiter's store is unavailable") from None
-        return removed
+        return StorePurge(removed, finished=True)
 
     def _unlink_batch(self, keys: list[str]) -> list[tuple[str, int]]:
         if not keys:

@@ -197,9 +197,13 @@ class MemoryService:
     def store(self, scope: TenantScope, new: NewMemory) -> StoreResult:
         return self.store_many(scope, [new])[0]
 
-    def store_many(self, scope: TenantScope, items: Sequence[NewMemory]) -> list[StoreResult]:
+    def store_many(
+        self, scope: TenantScope, items: Sequence[NewMemory], *, verbatim: bool = False
+    ) -> list[StoreResult]:
         """Store in order, in one transaction, with one batched embedding call; each item is compared with
-        the user's memories including those stored earlier in the same batch."""
+        the user's memories including those stored earlier in the same batch. ``verbatim`` (a companion
+        import restoring its export) stores each item as a new memory exactly as given: no near-duplicate
+        merge, and no expiry stays no expiry."""
         user = _user_of(scope)
         if not items:
             return []
@@ -213,7 +217,7 @@ class MemoryService:
             _require_allowed_types(storage.companion_config, items)
             quota = _Quota(storage)
             return [
-                self._store_one(unit, scope, user, item, vector, now, sealing, quota)
+                self._store_one(unit, scope, user, item, vector, now, sealing, quota, verbatim)
                 for item, vector in zip(items, vectors, strict=True)
             ]
 
@@ -227,12 +231,13 @@ class MemoryService:
         now: datetime,
         sealing: bool,
         quota: "_Quota",
+        verbatim: bool,
     ) -> StoreResult:
         model = self._embedder.model_id
         same_type = MemoryCriteria(now=now, types=(item.type,))
-        for existing, similarity in unit.nearest(
-            user, same_type, model, vector, self._policy.dedupe_candidates
-        ):
+        candidates = self._policy.dedupe_candidates
+        nearest = () if verbatim else unit.nearest(user, same_type, model, vector, candidates)
+        for existing, similarity in nearest:
             similarity = ranking.clamp01(similarity)
             outcome = self._policy.dedupe(similarity, self._open(existing).content, item.content)
             if outcome is None:
@@ -257,7 +262,7 @@ class MemoryService:
         importance = (
             item.importance if item.importance is not None else self._policy.default_importance(item.type)
         )
-        lifetime = self._policy.default_lifetime(item.type, importance)
+        lifetime = None if verbatim else self._policy.default_lifetime(item.type, importance)
         memory_id = self._new_id()
         record = StoredMemory(
             id=memory_id,

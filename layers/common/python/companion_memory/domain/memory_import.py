@@ -16,28 +16,29 @@ from pydantic import ValidationError
 from companion_memory.domain.memory import MemoryService
 from companion_memory.errors import ValidationFailed
 from companion_memory.models.memory import ListFilter, Memory
-from companion_memory.models.memory_import import ImportLine, ImportLineReport, ImportReport
+from companion_memory.models.memory_import import (
+    EXPORT_LIST_PAGE,
+    MAX_EXPORT_PAGE,
+    ExportPage,
+    ImportLine,
+    ImportLineReport,
+    ImportReport,
+)
 from companion_memory.models.tenancy import TenantScope
 from companion_memory.ports import Clock, ImportKeyStore
 
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
+# The HTTP API hands a Lambda a binary body base64-encoded, and a Lambda takes at most 6 MB: 4 MiB raw is
+# 5.6 MB encoded, with room for the event around it.
+MAX_IMPORT_BYTES = 4 * 1024 * 1024
 MAX_IMPORT_LINES = 500
-MAX_EXPORT_PAGE = 1_000
 # Longer than any import can run (the function's timeout), so a live claim is never taken over.
 CLAIM_LEASE = timedelta(minutes=5)
-_LIST_PAGE = 100
 
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
     line: int
     item: ImportLine
-
-
-@dataclass(frozen=True, slots=True)
-class ExportPage:
-    lines: list[str]
-    next_cursor: str | None
 
 
 class MemoryImporter:
@@ -60,7 +61,9 @@ class MemoryImporter:
 
     # --- import --------------------------------------------------------------------------------------------
 
-    def import_lines(self, scope: TenantScope, body: bytes) -> ImportReport:
+    def import_lines(self, scope: TenantScope, body: bytes, *, verbatim: bool = False) -> ImportReport:
+        """Store the file's lines (``verbatim``: each a new memory exactly as given, see
+        ``MemoryService.store_many``; the companion import restores an export so)."""
         parsed, reports = self._parse(body)
         keyed = [p for p in parsed if p.item.key is not None]
         now = self._clock.now()
@@ -82,7 +85,7 @@ class MemoryImporter:
                 )
         batch = self._service.policy.max_batch
         for start in range(0, len(to_store), batch):
-            self._store_batch(scope, to_store[start : start + batch], reports)
+            self._store_batch(scope, to_store[start : start + batch], reports, verbatim)
         results = [reports[line] for line in sorted(reports)]
         stored = sum(r.status in ("created", "reinforced", "updated") for r in results)
         already = sum(r.status == "already_imported" for r in results)
@@ -95,11 +98,13 @@ class MemoryImporter:
         )
 
     def _store_batch(
-        self, scope: TenantScope, batch: list[_Parsed], reports: dict[int, ImportLineReport]
+        self, scope: TenantScope, batch: list[_Parsed], reports: dict[int, ImportLineReport], verbatim: bool
     ) -> None:
         keys = [entry.item.key for entry in batch if entry.item.key is not None]
         try:
-            stored = self._service.store_many(scope, [entry.item.to_new() for entry in batch])
+            stored = self._service.store_many(
+                scope, [entry.item.to_new() for entry in batch], verbatim=verbatim
+            )
         except BaseException:
             # Nothing of this batch was written (one transaction): its keys are free for the next attempt.
             self._keys.release(scope, keys)
@@ -171,7 +176,7 @@ class MemoryImporter:
                 scope,
                 ListFilter(
                     include_archived=include_archived,
-                    limit=min(_LIST_PAGE, limit - len(lines)),
+                    limit=min(EXPORT_LIST_PAGE, limit - len(lines)),
                     cursor=cursor,
                 ),
             )

@@ -165,10 +165,16 @@ class ApiKeyList(_Frozen):
     api_keys: list[ApiKey]
 
 
+# A companion user's id, wherever one comes in (a token request, a REST path, an import line): no whitespace,
+# not starting with "*" (the companion-wide scope), and no "{" or "}" (Redis keys hash-tag the id:
+# adapters/redis_erasure.py).
+USER_ID_PATTERN = r"^[^*\s{}][^\s{}]*$"
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=200, pattern=r"^[^*\s][^\s]*$")
+    user_id: str = Field(min_length=1, max_length=200, pattern=USER_ID_PATTERN)
     scopes: list[str] | None = Field(default=None, description="Default: every scope of the key")
     ttl_seconds: int = Field(default=DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S)
 

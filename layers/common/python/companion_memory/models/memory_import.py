@@ -1,6 +1,7 @@
 """Bulk import and export of memories (JSON Lines) and the REST-only request bodies of the memory API."""
 
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
@@ -9,6 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from companion_memory.models.memory import MAX_METADATA_BYTES, NewMemory, RelationType, storable
 
 MAX_IMPORT_KEY_CHARS = 200
+# An export page holds at most this many memories (the memory export's and the companion export's), read
+# from the memory list this many at a time.
+MAX_EXPORT_PAGE = 1_000
+EXPORT_LIST_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPage:
+    """A page of an export: JSON Lines, and the cursor of the next page (None on the last)."""
+
+    lines: list[str]
+    next_cursor: str | None
 
 
 ImportLineStatus = Literal["created", "reinforced", "updated", "already_imported", "failed"]
