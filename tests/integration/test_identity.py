@@ -22,8 +22,9 @@ from companion_memory.adapters.postgres import Database
 from companion_memory.adapters.postgres_companions import PostgresCompanionStore
 from companion_memory.adapters.postgres_identity import PostgresIdentityStore
 from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
+from companion_memory.auth.authenticator import Authenticator
 from companion_memory.auth.keyset import SigningKeySet
-from companion_memory.auth.principal import Authenticator, Principal
+from companion_memory.auth.principal import Principal
 from companion_memory.config import AwsSettings
 from companion_memory.domain.companions import CompanionService
 from companion_memory.domain.identity import IdentityService

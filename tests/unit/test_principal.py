@@ -12,14 +12,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from companion_memory.auth import api_keys
-from companion_memory.auth.principal import (
-    TOUCH_INTERVAL,
-    Authenticator,
-    Principal,
-    bearer_token,
-    principal_from_authorizer_context,
-    require,
-)
+from companion_memory.auth.authenticator import TOUCH_INTERVAL, Authenticator, bearer_token
+from companion_memory.auth.principal import Principal, principal_from_authorizer_context, require
 from companion_memory.domain.identity import IdentityService
 from companion_memory.errors import CompanionPaused, Forbidden, Unauthorized
 from companion_memory.models.identity import (

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from companion_memory.adapters.postgres_identity import PostgresIdentityStore
     from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger
     from companion_memory.adapters.signing_keys import SecretsManagerPublicKeys, SecretsManagerSigningKeys
-    from companion_memory.auth.principal import Authenticator
+    from companion_memory.auth.authenticator import Authenticator
     from companion_memory.config import EmbeddingSettings
     from companion_memory.domain.analytics import AnalyticsService
     from companion_memory.domain.companion_transfer import CompanionTransfer
@@ -276,7 +276,7 @@ def companion_service() -> CompanionService:
 @cache
 def authenticator() -> Authenticator:
     from companion_memory.adapters.clock import SystemClock
-    from companion_memory.auth.principal import Authenticator
+    from companion_memory.auth.authenticator import Authenticator
 
     settings = settings_for(IdentitySettings)
     return Authenticator(

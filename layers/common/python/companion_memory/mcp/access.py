@@ -28,7 +28,7 @@ MCP_SCOPES: Final = MEMORY_SCOPES
 
 
 class BearerAuthenticator(Protocol):
-    """``companion_memory.auth.principal.Authenticator``: refuses bad, revoked, blocked or paused."""
+    """``companion_memory.auth.authenticator.Authenticator``: refuses bad, revoked, blocked or paused."""
 
     def authenticate_bearer(self, header: str | None) -> Actor: ...
 
