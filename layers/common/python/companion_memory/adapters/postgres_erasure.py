@@ -45,7 +45,7 @@ RETAINED_TABLES: dict[str, str] = {
     "audit_log": "who did what; erased users' ids are replaced by their pseudonym",
     "companion_imports": "which companion an import went to (ids only, no user data)",
     # A pseudonym and an instant, no id in clear; erasing the user again moves the instant forward.
-    "erased_users": "refuses the user's tokens issued before their erasure (auth/principal.py)",
+    "erased_users": "refuses the user's tokens issued before their erasure (auth/authenticator.py)",
     "upkeep_leases": "the upkeep run's hold on the companion: a run id and an expiry, no user data",
 }
 

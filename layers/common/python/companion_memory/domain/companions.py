@@ -24,8 +24,8 @@ be resumed, updated or rolled back; it waits to be deleted, or to be exported in
 keeps "archived" a state the upkeep and analytics schedules can treat as final. ``deleted`` is terminal.
 Repeating the state a companion is already in (pause a paused one) answers it unchanged; any other move its
 status does not allow is 409 ``illegal_transition``. A paused or archived companion's keys and user tokens
-get 403 ``companion_paused`` / ``companion_archived`` (auth/principal.py), within the 15 s status cache of a
-warm sandbox (plus the HttpApi authorizer's 30 s result cache on REST).
+get 403 ``companion_paused`` / ``companion_archived`` (auth/authenticator.py), within the 15 s status cache
+of a warm sandbox (plus the HttpApi authorizer's 30 s result cache on REST).
 """
 
 import base64
