@@ -2,7 +2,7 @@
 folded into companion_users exactly once and deleted, live and revived ones are left alone, two overlapping
 runs never process anything twice (a run holding a companion's lease makes another skip it, while holding no
 transaction), a dead run's lease expires, a session restart folds the incarnation it replaces before writing,
-and session limits per user and per companion."""
+session limits per user and per companion, and pending purges of deleted companions are finished."""
 
 import threading
 from collections.abc import Iterator, Sequence
@@ -13,8 +13,11 @@ from uuid import UUID, uuid4
 import pytest
 
 from companion_memory.adapters import aws
+from companion_memory.adapters.dynamodb_erasure import DynamoDbErasure
 from companion_memory.adapters.dynamodb_sessions import DynamoDbSessionStore
 from companion_memory.adapters.postgres import Database
+from companion_memory.adapters.postgres_directory import PostgresCompanionDirectory
+from companion_memory.adapters.postgres_erasure import PostgresErasure
 from companion_memory.adapters.postgres_upkeep import PostgresSessionLedger
 from companion_memory.config import AwsSettings, PostgresSettings
 from companion_memory.domain.sessions import SessionService
@@ -437,3 +440,48 @@ def test_concurrent_starts_at_the_limit_pass_it_by_at_most_their_number(
     live = len(store.live_sessions(companion, START + timedelta(minutes=1)))
     assert sum(outcomes) >= 1
     assert live == 2 + sum(outcomes) <= 3 - 1 + 6
+
+
+# --- pending purges of deleted companions -----------------------------------------------------------------
+
+
+def test_the_cleanup_finishes_the_purge_of_a_deleted_companion_that_still_holds_data(
+    database: Database, store: DynamoDbSessionStore
+) -> None:
+    # Given a companion deleted while its purge was cut short: memories, a relationship row and a session
+    # are left, next to a live companion that must keep everything
+    settings = AwsSettings()
+    gone, kept = new_companion(database), new_companion(database)
+    for companion in (gone, kept):
+        conversations(database, store, companion, {("ann", "a"): 1})
+        seed(database, companion, [Seed("ann", "fact", 4.0, 0.0, None, 0.0, "none", "live", 1, 0, 0)])
+    with database.transaction(TenantScope(companion_id=gone)) as conn:
+        [owner] = conn.execute("SELECT owner_id FROM companions WHERE id = %s", (gone,)).fetchone() or [None]
+    with database.transaction(TenantScope(owner_id=owner)) as conn:
+        conn.execute("UPDATE companions SET status = 'deleted' WHERE id = %s", (gone,))
+    directory = PostgresCompanionDirectory(database)
+    assert gone in directory.deleted_with_data(None, 1000)
+
+    # When the cleanup runs with the stores a delete purges
+    purges = [
+        DynamoDbErasure(aws.client("dynamodb", settings), settings.sessions_table),
+        PostgresErasure(database),
+    ]
+    summary = UpkeepService(
+        *walker(database, [gone, kept]),
+        store,
+        PostgresSessionLedger(database),
+        FakeClock(START + timedelta(minutes=1)),
+        UpkeepPolicy(reserve_s=0),
+        purges=purges,
+    ).run(plenty)
+
+    # Then the deleted companion's data is gone from each store and it is no longer pending; the live
+    # companion kept its memory and its session
+    assert (summary.deleted_companions_purged, summary.deleted_companions_pending) == (1, 0)
+    assert gone not in directory.deleted_with_data(None, 1000)
+    assert rows(database, gone) == {}
+    assert companion_users(database, gone) == {}
+    assert store.live_sessions(gone, START + timedelta(minutes=1)) == []
+    assert len(rows(database, kept)) == 1
+    assert [s.user_id for s in store.live_sessions(kept, START + timedelta(minutes=1))] == ["ann"]

@@ -1,6 +1,6 @@
 """UpkeepService's walk: deadline, resumable cursor, companions another run holds, unreadable configs, a
-companion that fails, and how near-duplicate pairs are resolved (the SQL itself runs in
-tests/integration/test_upkeep_memories.py)."""
+companion that fails, pending purges of deleted companions, and how near-duplicate pairs are resolved (the
+SQL itself runs in tests/integration/test_upkeep_memories.py)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +11,7 @@ import pytest
 
 from companion_memory.domain.upkeep import UpkeepPolicy, UpkeepService
 from companion_memory.errors import DependencyUnavailable
+from companion_memory.models.erasure import Budget, StorePurge
 from companion_memory.models.schedule import ScheduledCompanion
 from companion_memory.models.upkeep import (
     UPKEEP_JOB,
@@ -19,7 +20,7 @@ from companion_memory.models.upkeep import (
     DuplicateScan,
     RetentionRules,
 )
-from companion_memory.ports import CompanionDirectory, UpkeepStore, UpkeepUnit
+from companion_memory.ports import CompanionDirectory, TenantDataStore, UpkeepStore, UpkeepUnit
 from tests.support.clock import FakeClock
 from tests.unit.test_sessions_service import FakeSessionLedger, FakeSessionStore
 
@@ -132,7 +133,9 @@ class Countdown:
         return self.left
 
 
-def service(store: FakeUpkeepStore, policy: UpkeepPolicy | None = None) -> UpkeepService:
+def service(
+    store: FakeUpkeepStore, policy: UpkeepPolicy | None = None, purges: list[TenantDataStore] | None = None
+) -> UpkeepService:
     typed: UpkeepStore = store  # the fakes must keep to the ports
     directory: CompanionDirectory = store.directory
     return UpkeepService(
@@ -142,6 +145,7 @@ def service(store: FakeUpkeepStore, policy: UpkeepPolicy | None = None) -> Upkee
         FakeSessionLedger(),
         FakeClock(NOW),
         policy or UpkeepPolicy(reserve_s=0),
+        purges=purges or [],
     )
 
 
@@ -293,6 +297,66 @@ def test_consolidation_scans_small_batches() -> None:
     service(store).run(lambda: 1e9)
 
     assert unit.scan_limits[0] == UpkeepPolicy().dedupe_batch == 50
+
+
+class FakePurgingStore:
+    """A tenant data store that needs ``calls`` calls to purge a companion (its budget runs out before)."""
+
+    def __init__(self, name: str, calls: int = 1, fails: bool = False) -> None:
+        self.name = name
+        self.calls = calls
+        self.fails = fails
+        self.erased: list[tuple[UUID, UUID]] = []
+
+    def erase_user(self, owner_id: UUID, companion_id: UUID, user_id: str) -> dict[str, int]:
+        raise AssertionError("the sweep erases companions, not users")
+
+    def erase_companion(self, owner_id: UUID, companion_id: UUID, budget: Budget | None = None) -> StorePurge:
+        if self.fails:
+            raise DependencyUnavailable("down")
+        assert budget is not None
+        self.erased.append((owner_id, companion_id))
+        finished = sum(1 for _, c in self.erased if c == companion_id) >= self.calls
+        return StorePurge(removed={"items": 1}, finished=finished)
+
+
+def test_the_walks_end_finishes_pending_purges_of_deleted_companions_in_every_store() -> None:
+    # Given a live companion and two deleted ones whose purge is pending; PostgreSQL needs two calls for
+    # the second (it runs out of budget once)
+    gone_a = ScheduledCompanion(UUID("20000000-0000-4000-8000-000000000001"), OWNER, "deleted", {})
+    gone_b = ScheduledCompanion(UUID("20000000-0000-4000-8000-000000000002"), OWNER, "deleted", {})
+    store = FakeUpkeepStore([companion(0), gone_a, gone_b])
+    store.directory.leftovers = {gone_a.id, gone_b.id}
+    dynamodb = FakePurgingStore("dynamodb")
+
+    class SlowPostgres(FakePurgingStore):
+        def erase_companion(
+            self, owner_id: UUID, companion_id: UUID, budget: Budget | None = None
+        ) -> StorePurge:
+            self.calls = 2 if companion_id == gone_b.id else 1
+            return super().erase_companion(owner_id, companion_id, budget)
+
+    postgres = SlowPostgres("postgres")
+
+    # When a run walks the companions
+    summary = service(store, purges=[dynamodb, postgres]).run(lambda: 1e9)
+
+    # Then the deleted companions were not walked for upkeep, each store was asked to purge both, one is
+    # done and one still pending (the next run resumes it)
+    assert store.visited == [companion(0).id]
+    assert dynamodb.erased == [(OWNER, gone_a.id), (OWNER, gone_b.id)]
+    assert (summary.deleted_companions_purged, summary.deleted_companions_pending) == (1, 1)
+
+
+def test_a_pending_purge_that_fails_is_left_for_the_next_run_and_does_not_stop_the_others() -> None:
+    gone = ScheduledCompanion(UUID("20000000-0000-4000-8000-000000000001"), OWNER, "deleted", {})
+    store = FakeUpkeepStore([gone])
+    store.directory.leftovers = {gone.id}
+
+    summary = service(store, purges=[FakePurgingStore("redis", fails=True)]).run(lambda: 1e9)
+
+    assert summary.completed
+    assert (summary.deleted_companions_purged, summary.deleted_companions_pending) == (0, 1)
 
 
 def test_an_unexpected_error_type_is_not_swallowed() -> None:

@@ -81,8 +81,9 @@ class MemoriesSettings(PostgresSettings, RedisSettings, KmsSettings, RateLimitSe
     auth_cache_s: float = Field(default=15, ge=0, le=30, description="Companion/user permission cache")
 
 
-class SessionCleanupSettings(PostgresSettings, AwsSettings):
-    """The cleanup schedule (functions/session_cleanup): PostgreSQL and the sessions table, nothing else."""
+class SessionCleanupSettings(PostgresSettings, RedisSettings, AwsSettings):
+    """The cleanup schedule (functions/session_cleanup): PostgreSQL and the sessions table; Redis only to
+    finish the pending purges of deleted companions (their counters)."""
 
 
 class MigrateSettings(PostgresSettings):

@@ -137,6 +137,7 @@ def upkeep_service() -> UpkeepService:
         sessions,
         session_ledger(),
         SystemClock(),
+        purges=tenant_data_stores(),
     )
 
 
@@ -385,10 +386,14 @@ def tenant_data_stores() -> list[TenantDataStore]:
     from companion_memory.adapters.dynamodb_erasure import DynamoDbErasure
     from companion_memory.adapters.redis_erasure import RedisErasure
 
+    # DynamoDB first, PostgreSQL last: a session fold (cleanup or a restart) reads DynamoDB before it writes
+    # session_log and companion_users, so once the sessions are gone no new fold can start re-creating the
+    # rows the PostgreSQL step deletes; and a purge cut short leaves PostgreSQL rows, which is what the
+    # cleanup's sweep of pending purges looks for (deleted_companions_with_data, 0012).
     return [
-        postgres_erasure(),
-        RedisErasure(redis_connection()),
         DynamoDbErasure(aws_client("dynamodb"), settings_for(AwsSettings).sessions_table),
+        RedisErasure(redis_connection()),
+        postgres_erasure(),
     ]
 
 

@@ -23,10 +23,11 @@ Each step is its own short transaction over a bounded batch, so no user's write 
 one companion never holds the run past its deadline; what is left is done by the next run. A companion
 whose upkeep fails (a store error) is logged by id, counted in ``companions_failed``, and passed: the
 cursor is saved after every companion, so no companion can stop the walk for good. Forgotten memories past
-their grace are purged first (every tenant, bounded).
+their grace are purged first (every tenant, bounded); when the walk is over, deleted companions whose
+purge is still pending are purged within what is left of the run's time.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -34,6 +35,7 @@ from uuid import UUID
 from companion_memory.domain.memory import MemoryPolicy
 from companion_memory.errors import CompanionMemoryError, ValidationFailed
 from companion_memory.models.companion_config import CompanionConfig
+from companion_memory.models.erasure import Budget
 from companion_memory.models.upkeep import UPKEEP_JOB, DuplicatePair, RetentionRules, UpkeepSummary
 from companion_memory.observability import logger
 from companion_memory.ports import (
@@ -41,6 +43,7 @@ from companion_memory.ports import (
     CompanionDirectory,
     SessionLedger,
     SessionStore,
+    TenantDataStore,
     UpkeepStore,
     UpkeepUnit,
 )
@@ -71,6 +74,8 @@ class UpkeepService:
         ledger: SessionLedger,
         clock: Clock,
         policy: UpkeepPolicy | None = None,
+        *,
+        purges: Sequence[TenantDataStore] = (),
     ) -> None:
         self._upkeep = upkeep
         self._directory = directory
@@ -78,6 +83,7 @@ class UpkeepService:
         self._ledger = ledger
         self._clock = clock
         self._policy = policy or UpkeepPolicy()
+        self._purges = tuple(purges)
 
     def run(self, seconds_left: Callable[[], float]) -> UpkeepSummary:
         """One run, until the walk ends or ``seconds_left()`` falls under the reserve; resumable."""
@@ -98,6 +104,7 @@ class UpkeepService:
             if len(page) < policy.companions_per_page:
                 # The walk is over: the next run starts from the first companion again.
                 self._upkeep.save_cursor(UPKEEP_JOB, None)
+                summary = summary.add(self._purge_deleted(seconds_left))
                 return summary.model_copy(update={"completed": True})
 
     def _guarded(self, companion_id: UUID, now: datetime, seconds_left: Callable[[], float]) -> UpkeepSummary:
@@ -144,6 +151,38 @@ class UpkeepService:
             memories_consolidated=consolidated,
             memories_over_cap=unit.enforce_caps(rules, limit),
         )
+
+    def _purge_deleted(self, seconds_left: Callable[[], float]) -> UpkeepSummary:
+        """Finish the purges that companion deletes left pending: each store's ``erase_companion`` is
+        resumable and idempotent, so a purge cut short here goes on next run."""
+        if not self._purges:
+            return UpkeepSummary()
+        purged = pending = 0
+        for companion_id in self._directory.deleted_with_data(None, self._policy.companions_per_page):
+            if seconds_left() < self._policy.reserve_s:
+                pending += 1
+                continue
+            try:
+                finished = self._purge(companion_id, seconds_left)
+            except CompanionMemoryError as error:
+                logger.warning(
+                    "Pending purge of a deleted companion failed; the next run retries",
+                    extra={"companion_id": str(companion_id), "error_code": error.code},
+                )
+                finished = False
+            purged += finished
+            pending += not finished
+        return UpkeepSummary(deleted_companions_purged=purged, deleted_companions_pending=pending)
+
+    def _purge(self, companion_id: UUID, seconds_left: Callable[[], float]) -> bool:
+        companion = self._directory.load(companion_id)
+        if companion is None or companion.status != "deleted":
+            return False
+        budget = Budget(remaining=seconds_left, reserve=self._policy.reserve_s)
+        finished = True
+        for store in self._purges:  # wiring's order: PostgreSQL last, so its rows mark a purge unfinished
+            finished = store.erase_companion(companion.owner_id, companion.id, budget).finished and finished
+        return finished
 
     def _finalise_sessions(self, companion_id: UUID, now: datetime) -> UpkeepSummary:
         expired = self._sessions.expired(companion_id, now, self._policy.sessions_per_companion)
