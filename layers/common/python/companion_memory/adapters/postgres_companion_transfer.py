@@ -9,17 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
-
 from companion_memory.adapters.postgres import Database
-from companion_memory.adapters.postgres_erasure import insert_audit
-from companion_memory.adapters.postgres_upkeep import _SNAPSHOT as MEMORY_SNAPSHOT
+from companion_memory.adapters.postgres_identity import COMPANION_COLUMNS, insert_companion, write_audit
+from companion_memory.adapters.postgres_upkeep import MEMORY_SNAPSHOT
 from companion_memory.errors import Conflict
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.memory import Relation
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
-
-_COMPANION_COLUMNS = "id, owner_id, name, config, isolation_level, status, version, created_at, updated_at"
 
 
 class PostgresTransferStore:
@@ -87,7 +83,7 @@ class PostgresTransferStore:
     def import_target(self, owner_id: UUID, source_companion_id: UUID) -> Companion | None:
         with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(
-                f"SELECT {', '.join(f'c.{name}' for name in _COMPANION_COLUMNS.split(', '))}"
+                f"SELECT {', '.join(f'c.{name}' for name in COMPANION_COLUMNS.split(', '))}"
                 " FROM companion_imports i JOIN companions c ON c.id = i.companion_id"
                 " WHERE i.owner_id = %s AND i.source_companion_id = %s AND c.status <> 'deleted'",
                 (owner_id, source_companion_id),
@@ -129,26 +125,13 @@ class PostgresTransferStore:
                     "Another import of this export took over its companion; send this one again",
                     details={"reason": "import_in_progress"},
                 )
-            conn.execute(
-                f"INSERT INTO companions ({_COMPANION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    companion.id,
-                    companion.owner_id,
-                    companion.name,
-                    Jsonb(companion.config),
-                    companion.isolation_level,
-                    companion.status,
-                    companion.version,
-                    companion.created_at,
-                    companion.updated_at,
-                ),
-            )
+            insert_companion(conn, companion)
             conn.execute(
                 "UPDATE companion_imports SET companion_id = %s"
                 " WHERE owner_id = %s AND source_companion_id = %s",
                 (companion.id, companion.owner_id, source_companion_id),
             )
-            insert_audit(conn, audit)
+            write_audit(conn, audit)
 
     def release_target(self, owner_id: UUID, source_companion_id: UUID, claimed_at: datetime) -> None:
         with self._database.transaction(TenantScope(owner_id=owner_id)) as conn:

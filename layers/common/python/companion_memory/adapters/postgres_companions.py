@@ -15,12 +15,11 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
-from companion_memory.adapters.postgres_identity import write_audit
+from companion_memory.adapters.postgres_identity import COMPANION_COLUMNS, write_audit
 from companion_memory.models.companion import CompanionUserDetail, CompanionVersion
 from companion_memory.models.identity import AuditEvent, Companion
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
 
-_COMPANION_COLUMNS = "id, owner_id, name, config, isolation_level, status, version, created_at, updated_at"
 _VERSION_COLUMNS = "companion_id, version, name, config, created_at"
 _USER_COLUMNS = (
     "companion_id, user_id, can_read, can_write, can_delete, is_blocked, preferences, interaction_count, "
@@ -40,7 +39,7 @@ class PostgresCompanionStore:
         after_at, after_id = after if after is not None else (None, None)
         with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             rows = conn.execute(
-                f"SELECT {_COMPANION_COLUMNS} FROM companions WHERE owner_id = %s AND status = ANY(%s) "
+                f"SELECT {COMPANION_COLUMNS} FROM companions WHERE owner_id = %s AND status = ANY(%s) "
                 "AND (%s::timestamptz IS NULL OR (created_at, id) < (%s::timestamptz, %s::uuid)) "
                 "ORDER BY created_at DESC, id DESC LIMIT %s",
                 (owner_id, list(statuses), after_at, after_at, after_id, limit),
@@ -80,7 +79,7 @@ class PostgresCompanionStore:
         with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(
                 f"UPDATE companions SET status = %s, updated_at = %s "
-                f"WHERE id = %s AND owner_id = %s AND status = %s RETURNING {_COMPANION_COLUMNS}",
+                f"WHERE id = %s AND owner_id = %s AND status = %s RETURNING {COMPANION_COLUMNS}",
                 (status, at, companion_id, owner_id, expected),
             ).fetchone()
             if row is None:

@@ -15,9 +15,9 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from companion_memory.adapters.postgres import Database
+from companion_memory.adapters.postgres_identity import write_audit
 from companion_memory.models.erasure import Budget, StorePurge
 from companion_memory.models.identity import AuditEvent
 from companion_memory.models.tenancy import ALL_USERS, TenantScope
@@ -174,14 +174,14 @@ class PostgresErasure:
                 " WHERE companion_id = %s AND owner_id = %s AND (revoked_at IS NULL OR revoked_at > %s)",
                 (at, companion_id, owner_id, at),
             )
-            insert_audit(conn, audit)
+            write_audit(conn, audit)
         return True
 
     def record(self, audit: AuditEvent) -> None:
         with self._database.transaction(
             TenantScope(owner_id=audit.owner_id, companion_id=audit.companion_id)
         ) as conn:
-            insert_audit(conn, audit)
+            write_audit(conn, audit)
 
 
 def _delete_memories(conn: psycopg.Connection[Any], batch: list[UUID], removed: dict[str, int]) -> None:
@@ -206,19 +206,3 @@ def _delete_memories(conn: psycopg.Connection[Any], batch: list[UUID], removed: 
 def _count(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> int:
     row = conn.execute(query, params).fetchone()
     return int(row[0]) if row is not None else 0
-
-
-def insert_audit(conn: psycopg.Connection[Any], event: AuditEvent) -> None:
-    conn.execute(
-        "INSERT INTO audit_log (owner_id, companion_id, actor, action, target, details, at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (
-            event.owner_id,
-            event.companion_id,
-            event.actor,
-            event.action,
-            event.target,
-            Jsonb(event.details),
-            event.at,
-        ),
-    )

@@ -32,7 +32,7 @@ _KEY_COLUMNS = (
     "id, kind, owner_id, companion_id, prefix, hash, name, scopes, created_at, expires_at, revoked_at, "
     "last_used_at, replaced_by, grace_until"
 )
-_COMPANION_COLUMNS = "id, owner_id, name, config, isolation_level, status, version, created_at, updated_at"
+COMPANION_COLUMNS = "id, owner_id, name, config, isolation_level, status, version, created_at, updated_at"
 _USER_COLUMNS = "companion_id, user_id, can_read, can_write, can_delete, is_blocked"
 
 
@@ -53,27 +53,13 @@ class PostgresIdentityStore:
 
     def create_companion(self, companion: Companion, audit: AuditEvent) -> None:
         with self._database.transaction(TenantScope(owner_id=companion.owner_id), dict_rows=True) as conn:
-            conn.execute(
-                "INSERT INTO companions (id, owner_id, name, config, isolation_level, status, version, "
-                "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    companion.id,
-                    companion.owner_id,
-                    companion.name,
-                    Jsonb(companion.config),
-                    companion.isolation_level,
-                    companion.status,
-                    companion.version,
-                    companion.created_at,
-                    companion.updated_at,
-                ),
-            )
+            insert_companion(conn, companion)
             write_audit(conn, audit)
 
     def get_companion(self, owner_id: UUID, companion_id: UUID) -> Companion | None:
         with self._database.transaction(TenantScope(owner_id=owner_id), dict_rows=True) as conn:
             row = conn.execute(
-                f"SELECT {_COMPANION_COLUMNS} FROM companions WHERE id = %s AND owner_id = %s",
+                f"SELECT {COMPANION_COLUMNS} FROM companions WHERE id = %s AND owner_id = %s",
                 (companion_id, owner_id),
             ).fetchone()
         return None if row is None else Companion.model_validate(row)
@@ -288,6 +274,24 @@ def _insert_key(conn: psycopg.Connection[Any], key: StoredApiKey) -> None:
             )
     except psycopg.errors.UniqueViolation as error:
         raise Conflict("API key prefix already in use", details={"reason": "prefix_collision"}) from error
+
+
+def insert_companion(conn: psycopg.Connection[Any], companion: Companion) -> None:
+    """Insert a new companion row in the caller's transaction (its owner's context)."""
+    conn.execute(
+        f"INSERT INTO companions ({COMPANION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            companion.id,
+            companion.owner_id,
+            companion.name,
+            Jsonb(companion.config),
+            companion.isolation_level,
+            companion.status,
+            companion.version,
+            companion.created_at,
+            companion.updated_at,
+        ),
+    )
 
 
 def write_audit(conn: psycopg.Connection[Any], event: AuditEvent) -> None:

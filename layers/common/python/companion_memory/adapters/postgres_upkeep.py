@@ -46,7 +46,7 @@ UPKEEP_STATEMENT_TIMEOUT_MS = 30_000
 
 # A memory's history snapshot, as domain.memory.snapshot writes it (no vector; sealed content only as its
 # base64 ciphertext), of the row ``c`` after the change.
-_SNAPSHOT = """
+MEMORY_SNAPSHOT = """
     CASE WHEN c.content_sealed IS NOT NULL
          THEN jsonb_build_object('content_sealed', translate(encode(c.content_sealed, 'base64'), E'\\n', ''))
          ELSE jsonb_build_object('content', c.content, 'summary', c.summary) END
@@ -63,7 +63,7 @@ _HISTORY = sql.SQL("""
     SELECT gen_random_uuid(), c.id, c.companion_id, c.user_id, c.version, %(change)s, {snapshot},
            %(actor)s, %(now)s
     FROM changed c
-""").format(snapshot=sql.SQL(_SNAPSHOT))
+""").format(snapshot=sql.SQL(MEMORY_SNAPSHOT))
 
 _LIVE = sql.SQL(
     "m.forgotten_at IS NULL AND m.archived_at IS NULL AND (m.expires_at IS NULL OR m.expires_at > %(now)s)"
