@@ -77,7 +77,7 @@ invoke: $(STAMP) ## run one handler on one event: make invoke FN=HealthFunction 
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2; }
 	$(PY) -m localdev.invoke $(FN) $(EVENT)
 
-openapi: $(STAMP) ## write docs/openapi.json from the REST memory routes (a unit test fails when it is stale)
+openapi: $(STAMP) ## write docs/openapi*.json from the REST functions' routes (a unit test fails when one is stale)
 	$(PY) scripts/openapi.py
 
 build: $(SAM) ## sam build (no Docker needed)

@@ -1,42 +1,88 @@
-"""Write docs/openapi.json: the OpenAPI document of the REST memory API, generated from its resolver.
+"""Write the OpenAPI documents of the REST API, one per REST function, generated from its resolver.
 
-The routes, parameters and models are the handler's own declarations (functions/memories/app.py), so the
-document cannot say anything the code does not do; tests/unit/test_memories_openapi.py fails when the
-committed file is stale.
+The routes, parameters and models are each handler's own declarations (functions/<name>/app.py), so a
+document cannot say anything the code does not do; tests/unit/test_openapi_documents.py fails when a
+committed file is stale or misses a route of template.yaml.
 
-    python scripts/openapi.py          # rewrite docs/openapi.json
-    python scripts/openapi.py --check  # exit 1 when it is stale
+    python scripts/openapi.py          # rewrite docs/openapi*.json
+    python scripts/openapi.py --check  # exit 1 when one is stale
 """
 
 import argparse
 import importlib.util
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-HANDLER = ROOT / "functions" / "memories" / "app.py"
-DOCUMENT = ROOT / "docs" / "openapi.json"
+_ERRORS = (
+    'Errors are `{"error": {"code", "message", "retryable"}}`; another tenant\'s companion, user or '
+    "memory is 404, exactly like a missing one."
+)
 
 
-def document() -> str:
+@dataclass(frozen=True)
+class Api:
+    function: str  # the folder under functions/
+    document: Path
+    title: str
+    description: str
+
+
+APIS = (
+    Api(
+        "memories",
+        ROOT / "docs" / "openapi.json",
+        "Companion Memory - memories",
+        "The memories of one user of one companion. Authenticate with `Authorization: Bearer` and a "
+        "companion key (ck_..., any user of its companion), a user token from POST /auth/token (its own "
+        "user only) or an owner key (read and export). " + _ERRORS,
+    ),
+    Api(
+        "companions",
+        ROOT / "docs" / "openapi-companions.json",
+        "Companion Memory - companions",
+        "Companions and their users: create, versions, pause, archive, delete, user erasure, export and "
+        "import. Authenticate with `Authorization: Bearer` and an owner key (ok_...); a companion key reads "
+        "its own companion. " + _ERRORS,
+    ),
+    Api(
+        "auth",
+        ROOT / "docs" / "openapi-auth.json",
+        "Companion Memory - keys and tokens",
+        "API keys (owner and companion), user tokens for MCP and the memory routes, public keys and "
+        "protected-resource metadata. " + _ERRORS,
+    ),
+    Api(
+        "analytics",
+        ROOT / "docs" / "openapi-analytics.json",
+        "Companion Memory - analytics",
+        "Metrics time series, engagement, leaderboard, health and the HTML dashboard of an owner's "
+        "companions. Authenticate with `Authorization: Bearer` and an owner key (or the companion's own key "
+        "with memories:read). " + _ERRORS,
+    ),
+)
+
+
+def document(api: Api) -> str:
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
-    spec = importlib.util.spec_from_file_location("memories_app_openapi", HANDLER)
+    # The auth function's settings need the service's public URL at import; the document does not use it.
+    os.environ.setdefault("PUBLIC_BASE_URL", "https://api.example.com")
+    spec = importlib.util.spec_from_file_location(
+        f"{api.function}_app_openapi", ROOT / "functions" / api.function / "app.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     raw = module.app.get_openapi_json_schema(
-        title="Companion Memory - memories",
+        title=api.title,
         version="1",
-        description=(
-            "The memories of one user of one companion. Authenticate with `Authorization: Bearer` and a "
-            "companion key (ck_..., any user of its companion), a user token from POST /auth/token (its own "
-            'user only) or an owner key (read and export). Errors are `{"error": {"code", "message", '
-            '"retryable"}}`; another tenant\'s companion, user or memory is 404, exactly like a missing one.'
-        ),
+        description=api.description,
         security_schemes={"bearer": HTTPBearer(bearerFormat="API key or JWT")},
         security=[{"bearer": []}],
     )
@@ -46,17 +92,18 @@ def document() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when docs/openapi.json is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a document is stale")
     args = parser.parse_args()
-    text = document()
-    if args.check:
-        if not DOCUMENT.exists() or DOCUMENT.read_text() != text:
-            print(f"{DOCUMENT.relative_to(ROOT)} is stale: run `make openapi`", file=sys.stderr)
-            return 1
-        return 0
-    DOCUMENT.write_text(text)
-    print(f"wrote {DOCUMENT.relative_to(ROOT)}")
-    return 0
+    stale = 0
+    for api in APIS:
+        text, name = document(api), api.document.relative_to(ROOT)
+        if not args.check:
+            api.document.write_text(text)
+            print(f"wrote {name}")
+        elif not api.document.exists() or api.document.read_text() != text:
+            print(f"{name} is stale: run `make openapi`", file=sys.stderr)
+            stale += 1
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
