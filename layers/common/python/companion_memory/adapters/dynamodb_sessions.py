@@ -112,106 +112,50 @@ class DynamoDbSessionStore:
         )
 
     def live_sessions(self, companion_id: UUID, now: datetime) -> list[LiveSession]:
-        sessions: list[LiveSession] = []
-        start: Mapping[str, Any] | None = None
         prefix = partition_key(companion_id, "")
-        while True:
-            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
-            with _translated("Query"):
-                page = self._client.query(
-                    TableName=self._table,
-                    IndexName=BY_COMPANION_INDEX,
-                    KeyConditionExpression="companion_id = :companion AND expires_at > :now",
-                    ExpressionAttributeValues={
-                        ":companion": {"S": str(companion_id)},
-                        ":now": {"N": str(_epoch(now))},
-                    },
-                    **paging,
-                )
-            for item in page.get("Items", []):
-                sessions.append(
-                    LiveSession(
-                        user_id=_string(item, "pk").removeprefix(prefix),
-                        key=SessionKey.parse(_string(item, "sk").removeprefix("SESSION#")),
-                        expires_at=datetime.fromtimestamp(_integer(item, "expires_at"), UTC),
-                    )
-                )
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return sessions
+        return [
+            LiveSession(
+                user_id=_string(item, "pk").removeprefix(prefix),
+                key=SessionKey.parse(_string(item, "sk").removeprefix("SESSION#")),
+                expires_at=datetime.fromtimestamp(_integer(item, "expires_at"), UTC),
+            )
+            for page in self._query(_by_companion(companion_id, now, live=True))
+            for item in page.get("Items", [])
+        ]
 
     def count_user_live(self, companion_id: UUID, user_id: str, now: datetime, up_to: int) -> int:
         # The user's own partition, read consistently; expired items wait there for the cleanup, so the
         # filter (applied after the read) keeps the live ones.
         counted = 0
-        start: Mapping[str, Any] | None = None
-        while counted < up_to:
-            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
-            with _translated("Query"):
-                page = self._client.query(
-                    TableName=self._table,
-                    KeyConditionExpression="pk = :pk",
-                    FilterExpression="expires_at > :now",
-                    ExpressionAttributeValues={
-                        ":pk": {"S": partition_key(companion_id, user_id)},
-                        ":now": {"N": str(_epoch(now))},
-                    },
-                    Select="COUNT",
-                    ConsistentRead=True,
-                    **paging,
-                )
+        for page in self._query(
+            {
+                "KeyConditionExpression": "pk = :pk",
+                "FilterExpression": "expires_at > :now",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": partition_key(companion_id, user_id)},
+                    ":now": {"N": str(_epoch(now))},
+                },
+                "Select": "COUNT",
+                "ConsistentRead": True,
+            }
+        ):
             counted += int(page.get("Count", 0))
-            start = page.get("LastEvaluatedKey")
-            if not start:
+            if counted >= up_to:
                 break
         return min(counted, up_to)
 
     def count_live(self, companion_id: UUID, now: datetime, up_to: int) -> int:
         # Limit stops the index read at ``up_to`` items: a check against a limit never pays for more.
-        counted = 0
-        start: Mapping[str, Any] | None = None
-        while counted < up_to:
-            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
-            with _translated("Query"):
-                page = self._client.query(
-                    TableName=self._table,
-                    IndexName=BY_COMPANION_INDEX,
-                    KeyConditionExpression="companion_id = :companion AND expires_at > :now",
-                    ExpressionAttributeValues={
-                        ":companion": {"S": str(companion_id)},
-                        ":now": {"N": str(_epoch(now))},
-                    },
-                    Select="COUNT",
-                    Limit=up_to - counted,
-                    **paging,
-                )
-            counted += int(page.get("Count", 0))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                break
+        query = {**_by_companion(companion_id, now, live=True), "Select": "COUNT"}
+        counted = sum(int(page.get("Count", 0)) for page in self._query(query, up_to=up_to))
         return min(counted, up_to)
 
     def expired(self, companion_id: UUID, now: datetime, limit: int) -> list[SessionRecord]:
-        keys: list[dict[str, Any]] = []
-        start: Mapping[str, Any] | None = None
-        while len(keys) < limit:
-            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
-            with _translated("Query"):
-                page = self._client.query(
-                    TableName=self._table,
-                    IndexName=BY_COMPANION_INDEX,
-                    KeyConditionExpression="companion_id = :companion AND expires_at <= :now",
-                    ExpressionAttributeValues={
-                        ":companion": {"S": str(companion_id)},
-                        ":now": {"N": str(_epoch(now))},
-                    },
-                    Limit=limit - len(keys),
-                    **paging,
-                )
-            keys.extend({"pk": item["pk"], "sk": item["sk"]} for item in page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                break
+        keys = [
+            {"pk": item["pk"], "sk": item["sk"]}
+            for page in self._query(_by_companion(companion_id, now, live=False), up_to=limit)
+            for item in page.get("Items", [])
+        ]
         records = []
         for first in range(0, len(keys), _BATCH_GET_MAX):
             for item in self._read_consistently(keys[first : first + _BATCH_GET_MAX]):
@@ -239,6 +183,23 @@ class DynamoDbSessionStore:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def _query(self, params: Mapping[str, Any], up_to: int | None = None) -> Iterator[Mapping[str, Any]]:
+        """The pages of one Query, following ``LastEvaluatedKey``. With ``up_to``, each page asks for no
+        more than what is still missing (``Limit``) and the pages stop once ``up_to`` items came back."""
+        taken = 0
+        start: Mapping[str, Any] | None = None
+        while up_to is None or taken < up_to:
+            paging: dict[str, Any] = {} if start is None else {"ExclusiveStartKey": start}
+            if up_to is not None:
+                paging["Limit"] = up_to - taken
+            with _translated("Query"):
+                page = self._client.query(TableName=self._table, **params, **paging)
+            taken += int(page.get("Count", 0))
+            yield page
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
 
     def _read_consistently(self, keys: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         found: list[Mapping[str, Any]] = []
@@ -424,3 +385,15 @@ def _epoch(moment: datetime) -> int:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
+
+
+def _by_companion(companion_id: UUID, now: datetime, *, live: bool) -> dict[str, Any]:
+    """A Query of the companion's sessions on the ``by_companion`` index: live ones, or expired ones."""
+    return {
+        "IndexName": BY_COMPANION_INDEX,
+        "KeyConditionExpression": f"companion_id = :companion AND expires_at {'>' if live else '<='} :now",
+        "ExpressionAttributeValues": {
+            ":companion": {"S": str(companion_id)},
+            ":now": {"N": str(_epoch(now))},
+        },
+    }
