@@ -33,6 +33,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, Literal
 from uuid import UUID
@@ -132,15 +133,13 @@ class CompanionService:
         self, principal: Principal, companion_id: UUID, cursor: str | None, limit: int
     ) -> CompanionVersionPage:
         companion = self._owned(principal, companion_id)
-        binding = _binding(principal.owner_id, "versions", str(companion.id))
-        before = None
-        if cursor is not None:
-            before = _decode_cursor(cursor, binding).get("v")
-            if not isinstance(before, str):
-                raise _invalid_cursor()
-        rows = self._store.versions(principal.owner_id, companion.id, before, _limit(limit) + 1)
-        page, more = rows[: _limit(limit)], len(rows) > _limit(limit)
-        next_cursor = _encode_cursor({"v": page[-1].version}, binding) if more else None
+        page, next_cursor = _keyed_page(
+            _binding(principal.owner_id, "versions", str(companion.id)),
+            cursor,
+            limit,
+            lambda before, n: self._store.versions(principal.owner_id, companion.id, before, n),
+            lambda version: version.version,
+        )
         return CompanionVersionPage(versions=page, next_cursor=next_cursor)
 
     def version(self, principal: Principal, companion_id: UUID, version: str) -> CompanionVersion:
@@ -181,15 +180,13 @@ class CompanionService:
         self, principal: Principal, companion_id: UUID, cursor: str | None, limit: int
     ) -> CompanionUserPage:
         companion = self._owned(principal, companion_id)
-        binding = _binding(principal.owner_id, "users", str(companion.id))
-        after = None
-        if cursor is not None:
-            after = _decode_cursor(cursor, binding).get("u")
-            if not isinstance(after, str):
-                raise _invalid_cursor()
-        rows = self._store.users(principal.owner_id, companion.id, after, _limit(limit) + 1)
-        page, more = rows[: _limit(limit)], len(rows) > _limit(limit)
-        next_cursor = _encode_cursor({"u": page[-1].user_id}, binding) if more else None
+        page, next_cursor = _keyed_page(
+            _binding(principal.owner_id, "users", str(companion.id)),
+            cursor,
+            limit,
+            lambda after, n: self._store.users(principal.owner_id, companion.id, after, n),
+            lambda user: user.user_id,
+        )
         return CompanionUserPage(users=page, next_cursor=next_cursor)
 
     def user(self, principal: Principal, companion_id: UUID, user_id: str) -> CompanionUserDetail:
@@ -394,6 +391,25 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _keyed_page[T](
+    binding: str,
+    cursor: str | None,
+    limit: int,
+    fetch: Callable[[str | None, int], list[T]],
+    key_of: Callable[[T], str],
+) -> tuple[list[T], str | None]:
+    """One page of rows ordered by a single text key: the cursor holds the last key shown, bound to what
+    is being paged (``binding``); one row more than the page tells whether another page follows."""
+    after = None
+    if cursor is not None:
+        after = _decode_cursor(cursor, binding).get("k")
+        if not isinstance(after, str):
+            raise _invalid_cursor()
+    rows = fetch(after, _limit(limit) + 1)
+    page = rows[: _limit(limit)]
+    return page, _encode_cursor({"k": key_of(page[-1])}, binding) if len(rows) > len(page) else None
 
 
 def _encode_cursor(key: dict[str, str], binding: str) -> str:
