@@ -17,6 +17,7 @@ import hashlib
 import json
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1551,31 +1552,40 @@ def render(seed: int) -> dict[str, str]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seed", type=int, default=SEED)
+def cli(
+    argv: list[str] | None,
+    render_files: Callable[[int], dict[str, str]],
+    data_dir: Path,
+    seed: int,
+    doc: str | None,
+) -> int:
+    """The generators' command line: write the files, or ``--check`` that the committed ones are current."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument(
-        "--check", action="store_true", help="compare with the files in data/ instead of writing"
+        "--check", action="store_true", help=f"compare with the files in {data_dir.name}/ instead of writing"
     )
     args = parser.parse_args(argv)
-    files = render(args.seed)
+    files = render_files(args.seed)
     if args.check:
         stale = [
             n
             for n, text in files.items()
-            if not (DATA_DIR / n).exists() or (DATA_DIR / n).read_text() != text
+            if not (data_dir / n).exists() or (data_dir / n).read_text() != text
         ]
         if stale:
-            print(f"out of date: {', '.join(stale)} (run bench/retrieval/generate.py)", file=sys.stderr)
+            print(f"out of date: {', '.join(stale)} (run {sys.argv[0]})", file=sys.stderr)
             return 1
         return 0
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (DATA_DIR / name).write_text(text)
+        (data_dir / name).write_text(text)
     print(files["manifest.json"], end="")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, render, DATA_DIR, SEED, __doc__)
 
 
 if __name__ == "__main__":

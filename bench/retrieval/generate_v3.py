@@ -13,7 +13,6 @@ Deterministic: the same seed writes byte-identical files (no clock, no network).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.retrieval.generate import MONTH_NAMES, MONTHS, PEOPLE, WEEKDAYS, Person, month_start  # noqa: E402
+from bench.retrieval.generate import MONTH_NAMES, MONTHS, PEOPLE, WEEKDAYS, Person, cli, month_start  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "v3"
 DATASET_VERSION = "3"
@@ -842,30 +841,7 @@ def render(seed: int) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument(
-        "--check", action="store_true", help="compare with the files in data/v3/ instead of writing"
-    )
-    args = parser.parse_args(argv)
-    files = render(args.seed)
-    if args.check:
-        stale = [
-            n
-            for n, text in files.items()
-            if not (DATA_DIR / n).exists() or (DATA_DIR / n).read_text() != text
-        ]
-        if stale:
-            print(f"out of date: {', '.join(stale)} (run bench/retrieval/generate_v3.py)", file=sys.stderr)
-            return 1
-        return 0
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (DATA_DIR / name).write_text(text)
-    print(files["manifest.json"], end="")
-    return 0
+    return cli(argv, render, DATA_DIR, SEED, __doc__)
 
 
 if __name__ == "__main__":
