@@ -7,12 +7,10 @@ companion's scope*, never taken from a caller, so the write cannot reach another
 statements are fixed and touch only ``wrapped_data_key`` (and ``status`` when shredding).
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from companion_memory.adapters.postgres import Database
@@ -81,7 +79,7 @@ class PostgresWrappedKeys:
         self._database = database
 
     def load(self, companion_id: UUID) -> WrappedKeyRecord | None:
-        with _available(), self._database.transaction(TenantScope(companion_id=companion_id)) as conn:
+        with self._database.transaction(TenantScope(companion_id=companion_id)) as conn:
             row = conn.execute(
                 "SELECT owner_id, isolation_level, status, wrapped_data_key FROM companions WHERE id = %s",
                 (companion_id,),
@@ -98,7 +96,7 @@ class PostgresWrappedKeys:
 
     def install(self, companion_id: UUID, record: WrappedKeyRecord, wrapped: bytes) -> bool:
         scope = TenantScope(owner_id=record.owner_id, companion_id=companion_id)
-        with _available(), self._database.transaction(scope) as conn:
+        with self._database.transaction(scope) as conn:
             # Conditional: of two processes racing to make the first key, one UPDATE matches.
             cursor = conn.execute(
                 "UPDATE companions SET wrapped_data_key = %s"
@@ -109,7 +107,7 @@ class PostgresWrappedKeys:
 
     def destroy(self, companion_id: UUID, record: WrappedKeyRecord) -> None:
         scope = TenantScope(owner_id=record.owner_id, companion_id=companion_id)
-        with _available(), self._database.transaction(scope) as conn:
+        with self._database.transaction(scope) as conn:
             # Marking the row deleted in the same statement stops every process from lazily making a
             # fresh key for it afterwards.
             conn.execute(
@@ -117,13 +115,3 @@ class PostgresWrappedKeys:
                 " WHERE id = %s",
                 (companion_id,),
             )
-
-
-@contextmanager
-def _available() -> Iterator[None]:
-    """Turns a lost or unreachable database into a retryable error."""
-    try:
-        yield
-    except psycopg.OperationalError as error:
-        logger.warning("PostgreSQL unavailable for data keys", extra={"error": type(error).__name__})
-        raise DependencyUnavailable("the database is unavailable") from None
